@@ -1,0 +1,69 @@
+//! `cyvault`: the one binary of Cyberun Vault.
+
+mod admin;
+mod perf;
+mod store_args;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Cyberun Vault: S3 gateway, CSI driver and benchmarks on Ceph RADOS/RBD or on one local directory.
+#[derive(Debug, Parser)]
+#[command(name = "cyvault", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `cyvault_store=debug`); RUST_LOG wins.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+
+    /// Async runtime worker threads (default: one per core). Completions from librados wake
+    /// these; fewer threads mean fewer cross-thread wake-ups on small machines.
+    #[arg(long, global = true, env = "CYVAULT_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmarks that print a ratio against a baseline measured in the same run.
+    #[command(subcommand)]
+    Perf(perf::PerfCommand),
+    /// Operator tools: look at and change what is stored.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Perf(cmd) => perf::run(cmd).await,
+            Command::Admin(cmd) => admin::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Benchmarks of Cyberun Vault. A benchmark is not a test: it measures, prints the numbers and a
+//! ratio against a baseline measured in the same run, and leaves judging to the reader (or to a
+//! gate that reads `--json`).
+
+pub mod rados_bench;
+pub mod store_bench;

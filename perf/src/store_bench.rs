@@ -1,0 +1,171 @@
+//! `cyvault perf store`: small-object write_full and read throughput through the storage API,
+//! at a fixed concurrency, with completion-latency histograms.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cyvault_store::{ObjectRef, ObjectStore, ReadRange, StoreError};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct StoreBenchConfig {
+    pub pool: String,
+    /// Objects go to this namespace and are removed afterwards.
+    pub namespace: String,
+    pub object_size: usize,
+    pub concurrency: usize,
+    pub duration: Duration,
+}
+
+/// The result of one phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseReport {
+    pub op: String,
+    pub ops: u64,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+    pub mib_per_sec: f64,
+    pub lat_p50_us: u64,
+    pub lat_p99_us: u64,
+    pub lat_max_us: u64,
+    pub errors: u64,
+}
+
+fn object(cfg: &StoreBenchConfig, worker: usize, i: u64) -> ObjectRef {
+    ObjectRef::new(&cfg.pool, &cfg.namespace, format!("bench-{worker}-{i}"))
+}
+
+/// Runs `op` from `concurrency` workers until `duration` passes; each worker numbers its ops.
+async fn phase<F, Fut>(
+    name: &str,
+    cfg: &StoreBenchConfig,
+    tick: &(dyn Fn(u64) + Sync),
+    op: F,
+) -> (PhaseReport, Vec<u64>)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), StoreError>> + Send,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..cfg.concurrency {
+        let (op, stop, done) = (Arc::clone(&op), Arc::clone(&stop), Arc::clone(&done));
+        workers.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
+            let (mut n, mut errors) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match op(w, n).await {
+                    Ok(()) => {
+                        if let Some(h) = hist.as_mut() {
+                            let _ = h.record((t.elapsed().as_micros() as u64).max(1));
+                        }
+                        n += 1;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (hist, n, errors)
+        }));
+    }
+    while start.elapsed() < cfg.duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tick(done.load(Ordering::Relaxed));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
+    let (mut ops, mut errors, mut per_worker) = (0, 0, Vec::new());
+    for w in workers {
+        if let Ok((hist, n, e)) = w.await {
+            if let (Some(t), Some(h)) = (total.as_mut(), hist.as_ref()) {
+                let _ = t.add(h);
+            }
+            ops += n;
+            errors += e;
+            per_worker.push(n);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let q = |p: f64| total.as_ref().map_or(0, |h| h.value_at_quantile(p));
+    let report = PhaseReport {
+        op: name.to_owned(),
+        ops,
+        seconds,
+        ops_per_sec: ops as f64 / seconds,
+        mib_per_sec: ops as f64 * cfg.object_size as f64 / seconds / (1024.0 * 1024.0),
+        lat_p50_us: q(0.5),
+        lat_p99_us: q(0.99),
+        lat_max_us: total.as_ref().map_or(0, |h| h.max()),
+        errors,
+    };
+    (report, per_worker)
+}
+
+/// Write phase, then read phase over what was written, then cleanup. `tick(phase, ops)` is
+/// called about ten times a second for progress display.
+pub async fn run(
+    store: Arc<dyn ObjectStore>,
+    cfg: &StoreBenchConfig,
+    tick: &(dyn Fn(&str, u64) + Sync),
+) -> Result<Vec<PhaseReport>, StoreError> {
+    let payload = Bytes::from((0..cfg.object_size).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+    let (write, written) = {
+        let (s, c, p) = (Arc::clone(&store), cfg.clone(), payload.clone());
+        phase("write_full", cfg, &|n| tick("write_full", n), move |w, i| {
+            let (s, c, p) = (Arc::clone(&s), c.clone(), p.clone());
+            async move { s.write_full(&object(&c, w, i), p).await.map(|_| ()) }
+        })
+        .await
+    };
+    if written.iter().all(|n| *n == 0) {
+        return Err(StoreError::Unavailable("the write phase completed no operation".into()));
+    }
+    let written = Arc::new(written);
+    let (read, _) = {
+        let (s, c, written) = (Arc::clone(&store), cfg.clone(), Arc::clone(&written));
+        phase("read", cfg, &|n| tick("read", n), move |w, i| {
+            let (s, c) = (Arc::clone(&s), c.clone());
+            // Each worker re-reads objects written in the write phase, round robin.
+            let mine = written.get(w).copied().unwrap_or(0);
+            let (worker, idx) = if mine > 0 { (w, i % mine) } else { (0, i % written[0].max(1)) };
+            async move {
+                // Like `rados bench rand`, read the known object size.
+                let r =
+                    s.read(&object(&c, worker, idx), ReadRange::Range { offset: 0, len: c.object_size as u64 }).await?;
+                if r.data.len() == c.object_size {
+                    Ok(())
+                } else {
+                    Err(StoreError::corrupt("bench object", "wrong size"))
+                }
+            }
+        })
+        .await
+    };
+    // Remove what was written, one task per writer, so cleanup is as parallel as the writes.
+    let total: u64 = written.iter().sum();
+    let removed = Arc::new(AtomicU64::new(0));
+    let mut cleaners = Vec::new();
+    for (w, n) in written.iter().copied().enumerate() {
+        let (s, c, removed) = (Arc::clone(&store), cfg.clone(), Arc::clone(&removed));
+        cleaners.push(tokio::spawn(async move {
+            for i in 0..n {
+                let _ = s.remove(&object(&c, w, i)).await;
+                removed.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for c in cleaners {
+        let _ = c.await;
+        tick("cleanup", removed.load(Ordering::Relaxed));
+    }
+    tracing::debug!(objects = total, "benchmark objects removed");
+    Ok(vec![write, read])
+}

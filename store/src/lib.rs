@@ -1,0 +1,28 @@
+//! The storage layer of Cyberun Vault.
+//!
+//! Every other crate reaches storage only through this one: the [`ObjectStore`] API with three
+//! implementations ([`RadosStore`] on Ceph, [`LocalStore`] on one directory, and the
+//! fault-injecting [`FaultyStore`] wrapper), and [`rbd`], a small safe wrapper over librbd.
+//! This is the only crate that links librados and librbd, and the only one with `unsafe` code
+//! (confined to the FFI modules).
+
+pub mod api;
+pub mod error;
+pub mod fault;
+pub mod local;
+pub mod rados;
+pub mod rbd;
+
+use std::sync::Arc;
+
+pub use api::{
+    BackendKind, Guard, ObjectPage, ObjectRef, ObjectStat, ObjectStore, OmapPage, OmapQuery, ReadRange, ReadReply,
+    WriteOp, WriteStep,
+};
+pub use error::{Result, StoreError};
+pub use fault::{Effect, FaultPlan, FaultyStore, Trigger};
+pub use local::LocalStore;
+pub use rados::{Cluster, RadosConfig, RadosStore};
+
+/// A shared, dynamically dispatched store: what the gateway, CSI driver and perf suite hold.
+pub type DynStore = Arc<dyn ObjectStore>;
