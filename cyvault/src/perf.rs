@@ -141,14 +141,15 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
         for (i, r) in rounds.iter().enumerate() {
             for p in &r.cyvault {
                 println!(
-                    "{:<6} {:<22} {:>10.0} {:>8.1} {:>9} {:>9} {:>7}",
+                    "{:<6} {:<22} {:>10.0} {:>8.1} {:>9} {:>9} {:>7} {:>11.1}",
                     i + 1,
                     format!("cyvault {}", p.op),
                     p.ops_per_sec,
                     p.mib_per_sec,
                     p.lat_p50_us,
                     p.lat_p99_us,
-                    p.errors
+                    p.errors,
+                    p.client_cpu_us_per_op
                 );
             }
             if let Some((w, rd)) = &r.rados_bench {

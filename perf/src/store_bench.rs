@@ -33,6 +33,21 @@ pub struct PhaseReport {
     pub lat_p99_us: u64,
     pub lat_max_us: u64,
     pub errors: u64,
+    /// CPU time (user + system) this whole process spent per completed op during the phase:
+    /// on a small machine, client CPU is taken from the OSDs, so it bounds throughput too.
+    pub client_cpu_us_per_op: f64,
+}
+
+/// User + system CPU time of this process so far, in microseconds, from `/proc/self/stat`
+/// (fields 14 and 15, in USER_HZ ticks: 100 per second on Linux). 0 where it cannot be read.
+fn process_cpu_us() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may contain spaces; the fields after its closing paren don't.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After ")" the first field is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+    (ticks(11) + ticks(12)) * 10_000.0
 }
 
 fn object(cfg: &StoreBenchConfig, worker: usize, i: u64) -> ObjectRef {
@@ -54,6 +69,7 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let cpu_start = process_cpu_us();
     let mut workers = Vec::new();
     for w in 0..cfg.concurrency {
         let (op, stop, done) = (Arc::clone(&op), Arc::clone(&stop), Arc::clone(&done));
@@ -94,6 +110,7 @@ where
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_us() - cpu_start;
     let q = |p: f64| total.as_ref().map_or(0, |h| h.value_at_quantile(p));
     let report = PhaseReport {
         op: name.to_owned(),
@@ -105,6 +122,7 @@ where
         lat_p99_us: q(0.99),
         lat_max_us: total.as_ref().map_or(0, |h| h.max()),
         errors,
+        client_cpu_us_per_op: if ops > 0 { cpu / ops as f64 } else { 0.0 },
     };
     (report, per_worker)
 }

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cyvault_store::rbd::{CreateOptions, ParentSpec, Rbd, features};
-use cyvault_store::{Cluster, RadosStore, StoreError};
+use cyvault_store::{Cluster, RadosStore};
 use futures::FutureExt;
 use futures::future::join_all;
+
+use common::{expect_err, ok};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -31,25 +33,6 @@ fn rbd_pool() -> String {
 
 fn data_pool() -> String {
     std::env::var("CYVAULT_RBD_DATA_POOL").unwrap_or_else(|_| "cyvault-rbd-data".into())
-}
-
-#[track_caller]
-fn ok<T>(r: Result<T, StoreError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("unexpected error: {e} ({})", e.code()),
-    }
-}
-
-#[track_caller]
-fn expect_err<T: std::fmt::Debug>(r: Result<T, StoreError>, code: &str) -> StoreError {
-    match r {
-        Ok(v) => panic!("expected error {code}, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(e.code(), code, "wrong error: {e}");
-            e
-        }
-    }
 }
 
 /// Asserts `got == want` without printing megabytes: says where they first differ.

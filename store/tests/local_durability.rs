@@ -12,19 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::ok;
 use cyvault_store::local::INLINE_MAX;
 use cyvault_store::{
     Effect, FaultPlan, FaultyStore, Guard, LocalStore, ObjectRef, ObjectStore, OmapQuery, ReadRange, StoreError,
     Trigger, WriteOp,
 };
-
-#[track_caller]
-fn ok<T>(r: Result<T, StoreError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("unexpected error: {e} ({})", e.code()),
-    }
-}
 
 fn tempdir() -> tempfile::TempDir {
     match tempfile::tempdir() {

@@ -390,11 +390,7 @@ impl LocalStore {
 
     fn omap_list_blocking(&self, obj: &ObjectRef, q: &OmapQuery) -> Result<OmapPage> {
         let txn = self.inner.db.begin_read().map_err(|e| db_error("begin read", e))?;
-        let objects = txn.open_table(OBJECTS).map_err(|e| db_error("open object table", e))?;
-        let key = codec::object_key(&obj.pool, &obj.namespace, &obj.name);
-        if objects.get(key.as_slice()).map_err(|e| db_error("read record", e))?.is_none() {
-            return Err(StoreError::NotFound(obj.to_string()));
-        }
+        require_object(&txn, obj)?;
         let omap = txn.open_table(OMAP).map_err(|e| db_error("open omap table", e))?;
         let base = codec::omap_prefix(&obj.pool, &obj.namespace, &obj.name);
         let mut want = base.clone();
@@ -429,11 +425,7 @@ impl LocalStore {
 
     fn omap_get_blocking(&self, obj: &ObjectRef, keys: &[String]) -> Result<BTreeMap<String, Bytes>> {
         let txn = self.inner.db.begin_read().map_err(|e| db_error("begin read", e))?;
-        let objects = txn.open_table(OBJECTS).map_err(|e| db_error("open object table", e))?;
-        let key = codec::object_key(&obj.pool, &obj.namespace, &obj.name);
-        if objects.get(key.as_slice()).map_err(|e| db_error("read record", e))?.is_none() {
-            return Err(StoreError::NotFound(obj.to_string()));
-        }
+        require_object(&txn, obj)?;
         let omap = txn.open_table(OMAP).map_err(|e| db_error("open omap table", e))?;
         let base = codec::omap_prefix(&obj.pool, &obj.namespace, &obj.name);
         let mut out = BTreeMap::new();
@@ -494,6 +486,16 @@ impl LocalStore {
 enum Committed {
     Done { version: u64, replaced: Option<u64> },
     Raced,
+}
+
+/// `NotFound` unless the object exists (omap reads of a missing object fail, as on RADOS).
+fn require_object(txn: &redb::ReadTransaction, obj: &ObjectRef) -> Result<()> {
+    let objects = txn.open_table(OBJECTS).map_err(|e| db_error("open object table", e))?;
+    let key = codec::object_key(&obj.pool, &obj.namespace, &obj.name);
+    match objects.get(key.as_slice()).map_err(|e| db_error("read record", e))? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(obj.to_string())),
+    }
 }
 
 fn clear_omap(omap: &mut redb::Table<&[u8], &[u8]>, prefix: &[u8]) -> Result<()> {

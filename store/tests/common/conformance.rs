@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use cyvault_store::{Guard, ObjectRef, ObjectStore, OmapQuery, ReadRange, StoreError, WriteOp};
+use cyvault_store::{Guard, ObjectRef, ObjectStore, OmapQuery, ReadRange, WriteOp};
+
+use super::{expect_err, ok};
 
 /// Generates one `#[tokio::test]` per case for a backend. `$make` is an async expression giving
 /// `(Arc<dyn ObjectStore>, pool, guard)`; the guard keeps temp dirs alive.
@@ -34,25 +36,6 @@ type Store = Arc<dyn ObjectStore>;
 
 fn obj(pool: &str, ns: &str, name: &str) -> ObjectRef {
     ObjectRef::new(pool, ns, name)
-}
-
-#[track_caller]
-fn ok<T>(r: Result<T, StoreError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("unexpected error: {e} ({})", e.code()),
-    }
-}
-
-#[track_caller]
-fn expect_err<T: std::fmt::Debug>(r: Result<T, StoreError>, code: &str) -> StoreError {
-    match r {
-        Ok(v) => panic!("expected error {code}, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(e.code(), code, "wrong error: {e}");
-            e
-        }
-    }
 }
 
 const NOT_FOUND: &str = "VAULT-ST-001";

@@ -7,7 +7,7 @@ pub mod conformance;
 
 use std::sync::Arc;
 
-use cyvault_store::{Cluster, ObjectStore, RadosConfig, RadosStore};
+use cyvault_store::{Cluster, ObjectStore, RadosConfig, RadosStore, StoreError};
 
 /// A namespace no other test (or earlier run) uses.
 pub fn unique(tag: &str) -> String {
@@ -37,5 +37,26 @@ pub async fn rados_store() -> Arc<dyn ObjectStore> {
     match cluster {
         Ok(c) => Arc::new(RadosStore::new(c)),
         Err(e) => panic!("cannot connect to the test cluster: {e}"),
+    }
+}
+
+/// The value, or a panic naming the error and its code.
+#[track_caller]
+pub fn ok<T>(r: Result<T, StoreError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("unexpected error: {e} ({})", e.code()),
+    }
+}
+
+/// The error, which must carry `code`.
+#[track_caller]
+pub fn expect_err<T: std::fmt::Debug>(r: Result<T, StoreError>, code: &str) -> StoreError {
+    match r {
+        Ok(v) => panic!("expected error {code}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.code(), code, "wrong error: {e}");
+            e
+        }
     }
 }
