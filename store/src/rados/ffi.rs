@@ -119,6 +119,15 @@ unsafe extern "C" {
         flags: c_int,
     ) -> c_int;
 
+    pub fn rados_aio_read(
+        io: rados_ioctx_t,
+        oid: *const c_char,
+        completion: rados_completion_t,
+        buf: *mut c_char,
+        len: size_t,
+        off: u64,
+    ) -> c_int;
+
     pub fn rados_create_read_op() -> rados_read_op_t;
     pub fn rados_release_read_op(op: rados_read_op_t);
     pub fn rados_read_op_assert_version(op: rados_read_op_t, ver: u64);

@@ -270,17 +270,14 @@ impl RadosStore {
         }
         'retry: for _ in 0..8 {
             let first = len.min(FIRST);
-            let mut op = ReadOpBuilder::new();
-            op.read(offset, first);
-            let out = op.submit(&io, &oid).await.map_err(fail)?;
-            let mut data = out.data.unwrap_or_default();
+            let (mut data, version) = op::plain_read(&io, &oid, offset, first as usize).await.map_err(fail)?;
             let mut asked = first;
             let mut pos = offset.saturating_add(data.len() as u64);
             let end = offset.saturating_add(len);
             while data.len() as u64 == asked && pos < end {
                 asked = (end - pos).min(CHUNK);
                 let mut op = ReadOpBuilder::new();
-                op.assert_version(out.version);
+                op.assert_version(version);
                 op.read(pos, asked);
                 match op.submit(&io, &oid).await {
                     Ok(more) => {
@@ -297,7 +294,7 @@ impl RadosStore {
                     Err(rv) => return Err(fail(rv)),
                 }
             }
-            return Ok(ReadReply { data: Bytes::from(data), version: out.version });
+            return Ok(ReadReply { data: Bytes::from(data), version });
         }
         Err(StoreError::Conflict(format!("read {obj}: the object kept changing during the read")))
     }

@@ -22,11 +22,17 @@ use crate::error::Result;
 trait Finish: Send + 'static {
     type Out: Send + 'static;
     fn finish(self: Box<Self>, rv: c_int, version: u64) -> Result<Self::Out, c_int>;
+    /// Where a plain `rados_aio_read` puts its bytes (only states of plain reads have one).
+    fn read_buffer(&mut self) -> Option<(*mut c_char, size_t)> {
+        None
+    }
 }
 
 enum RawOp {
     Read(ffi::rados_read_op_t),
     Write(ffi::rados_write_op_t),
+    /// A plain `rados_aio_read` at this offset: no op object, one OSD read, the lightest path.
+    PlainRead(u64),
 }
 
 impl RawOp {
@@ -35,6 +41,7 @@ impl RawOp {
         match *self {
             RawOp::Read(op) => RawOp::Read(op),
             RawOp::Write(op) => RawOp::Write(op),
+            RawOp::PlainRead(off) => RawOp::PlainRead(off),
         }
     }
 
@@ -46,6 +53,7 @@ impl RawOp {
             RawOp::Read(op) => unsafe { ffi::rados_release_read_op(op) },
             // SAFETY: as above.
             RawOp::Write(op) => unsafe { ffi::rados_release_write_op(op) },
+            RawOp::PlainRead(_) => {}
         }
     }
 }
@@ -137,6 +145,17 @@ fn start<S: Finish>(io: &Arc<IoCtx>, oid: &CStr, op: RawOp, state: Box<S>) -> Re
         RawOp::Write(op) => unsafe {
             ffi::rados_aio_write_op_operate(op, io.raw(), c, oid.as_ptr(), ptr::null_mut(), 0)
         },
+        RawOp::PlainRead(offset) => {
+            // SAFETY: arg is the slot leaked above and not yet visible to any callback (the op is
+            // not submitted), so this is the only reference to its state.
+            let buffer = unsafe { (*arg.cast::<Slot<S>>()).state.read_buffer() };
+            match buffer {
+                // SAFETY: the buffer lives in the slot's state, which the callback owns until
+                // the read completes; ioctx, completion and oid are valid.
+                Some((buf, len)) => unsafe { ffi::rados_aio_read(io.raw(), oid.as_ptr(), c, buf, len, offset) },
+                None => -libc::EINVAL,
+            }
+        }
     };
     if rc < 0 {
         // The op was refused before submission: the callback will never run.
@@ -549,4 +568,35 @@ impl WriteOpBuilder {
         drop(self);
         reply.await
     }
+}
+
+struct PlainReadState {
+    buf: Vec<u8>,
+}
+
+impl Finish for PlainReadState {
+    type Out = (Vec<u8>, u64);
+    fn finish(mut self: Box<Self>, rv: c_int, version: u64) -> Result<(Vec<u8>, u64), c_int> {
+        if rv < 0 {
+            return Err(rv);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let n = (rv as usize).min(buf.capacity());
+        // SAFETY: librados wrote rv (≤ capacity) initialized bytes into buf.
+        unsafe { buf.set_len(n) };
+        Ok((buf, version))
+    }
+    fn read_buffer(&mut self) -> Option<(*mut c_char, size_t)> {
+        Some((self.buf.as_mut_ptr().cast(), self.buf.capacity()))
+    }
+}
+
+/// Reads up to `len` bytes at `offset` with one plain `rados_aio_read`; returns the bytes and
+/// the object's version. `len` must be at least 1 (0 means "everything" to librados).
+pub(super) async fn plain_read(io: &Arc<IoCtx>, oid: &CStr, offset: u64, len: usize) -> Result<(Vec<u8>, u64), c_int> {
+    if len == 0 {
+        return Err(-libc::EINVAL);
+    }
+    let state = Box::new(PlainReadState { buf: Vec::with_capacity(len) });
+    submit(io, oid, RawOp::PlainRead(offset), state).await
 }
