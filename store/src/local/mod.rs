@@ -243,12 +243,13 @@ impl LocalStore {
                     _ => Vec::new(),
                 };
                 let content = apply_data_steps(old, &op.steps)?;
+                let size = content.len() as u64;
                 let data = if content.len() <= INLINE_MAX {
-                    DataRef::Inline(Bytes::from(content.clone()))
+                    DataRef::Inline(Bytes::from(content))
                 } else {
                     DataRef::File(self.write_file(obj, &content)?)
                 };
-                Some((content.len() as u64, data))
+                Some((size, data))
             } else {
                 None
             };
