@@ -127,6 +127,27 @@ where
     (report, per_worker)
 }
 
+/// The `n`-th written object overall (mod the total), as (worker, index of that worker).
+fn pick(written: &[u64], n: u64) -> (usize, u64) {
+    let total: u64 = written.iter().sum();
+    let mut n = n % total.max(1);
+    for (w, count) in written.iter().enumerate() {
+        if n < *count {
+            return (w, n);
+        }
+        n -= count;
+    }
+    (0, 0)
+}
+
+/// splitmix64: a well-spread, deterministic hash of an op number.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Write phase, then read phase over what was written, then cleanup. `tick(phase, ops)` is
 /// called about ten times a second for progress display.
 pub async fn run(
@@ -151,9 +172,10 @@ pub async fn run(
         let (s, c, written) = (Arc::clone(&store), cfg.clone(), Arc::clone(&written));
         phase("read", cfg, &|n| tick("read", n), move |w, i| {
             let (s, c) = (Arc::clone(&s), c.clone());
-            // Each worker re-reads objects written in the write phase, round robin.
-            let mine = written.get(w).copied().unwrap_or(0);
-            let (worker, idx) = if mine > 0 { (w, i % mine) } else { (0, i % written[0].max(1)) };
+            // Like `rados bench rand`: each op reads a random object of the write phase (seeded by
+            // worker and op number, so runs are repeatable). Reading them in write order instead
+            // would start with the objects least likely to still be in the OSD's cache.
+            let (worker, idx) = pick(&written, mix(((w as u64) << 40) ^ i));
             async move {
                 // Like `rados bench rand`, read the known object size.
                 let r =
@@ -186,4 +208,22 @@ pub async fn run(
     }
     tracing::debug!(objects = total, "benchmark objects removed");
     Ok(vec![write, read])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_cover_every_written_object_and_only_those() {
+        let written = [3, 0, 2];
+        let got: Vec<_> = (0..5).map(|n| pick(&written, n)).collect();
+        assert_eq!(got, vec![(0, 0), (0, 1), (0, 2), (2, 0), (2, 1)]);
+        assert_eq!(pick(&written, 5), (0, 0), "wraps around");
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..1000 {
+            seen.insert(pick(&written, mix(i)));
+        }
+        assert_eq!(seen.len(), 5, "random picks reach every object");
+    }
 }
