@@ -15,6 +15,26 @@ pub enum AdminCommand {
     /// Objects of the storage layer (pool / namespace / name).
     #[command(subcommand)]
     Object(ObjectCommand),
+    /// S3 users (each with its own buckets).
+    #[command(subcommand)]
+    User(crate::admin_s3::UserCommand),
+    /// S3 access keys.
+    #[command(subcommand)]
+    Key(crate::admin_s3::KeyCommand),
+    /// Sweep leftovers of crashed or raced writes: orphan stripes, stale multipart uploads,
+    /// index entries that disagree with their objects.
+    Gc {
+        #[command(flatten)]
+        store: crate::settings::S3StoreArgs,
+        /// Leave anything younger than this alone [config: gc.grace_secs; default: 3600].
+        #[arg(long)]
+        grace_secs: Option<u64>,
+        /// Report what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +94,14 @@ impl At {
 }
 
 pub async fn run(cmd: AdminCommand) -> Result<ExitCode> {
-    let AdminCommand::Object(cmd) = cmd;
+    let cmd = match cmd {
+        AdminCommand::Object(c) => c,
+        AdminCommand::User(c) => return crate::admin_s3::user(c).await,
+        AdminCommand::Key(c) => return crate::admin_s3::key(c).await,
+        AdminCommand::Gc { store, grace_secs, dry_run, json } => {
+            return crate::admin_s3::gc(store, grace_secs, dry_run, json).await;
+        }
+    };
     match cmd {
         ObjectCommand::Put { at, file } => {
             let mut data = Vec::new();

@@ -284,6 +284,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Reads the whole object or a range of it, with the version the bytes belong to.
     async fn read(&self, obj: &ObjectRef, range: ReadRange) -> Result<ReadReply>;
 
+    /// Reads like `read`, together with all extended attributes of the same version (one RADOS
+    /// op for the first 64 KiB).
+    async fn read_with_xattrs(&self, obj: &ObjectRef, range: ReadRange)
+    -> Result<(ReadReply, BTreeMap<String, Bytes>)>;
+
     /// Size, modification time and version of an object.
     async fn stat(&self, obj: &ObjectRef) -> Result<ObjectStat>;
 

@@ -212,6 +212,13 @@ impl ObjectStore for FaultyStore {
     async fn read(&self, obj: &ObjectRef, range: ReadRange) -> Result<ReadReply> {
         self.guarded("read", &obj.name, self.inner.read(obj, range)).await
     }
+    async fn read_with_xattrs(
+        &self,
+        obj: &ObjectRef,
+        range: ReadRange,
+    ) -> Result<(ReadReply, BTreeMap<String, Bytes>)> {
+        self.guarded("read", &obj.name, self.inner.read_with_xattrs(obj, range)).await
+    }
     async fn stat(&self, obj: &ObjectRef) -> Result<ObjectStat> {
         self.guarded("stat", &obj.name, self.inner.stat(obj)).await
     }

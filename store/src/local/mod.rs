@@ -635,6 +635,29 @@ impl ObjectStore for LocalStore {
         self.run(move |s| s.read_blocking(&obj, offset, len)).await
     }
 
+    async fn read_with_xattrs(
+        &self,
+        obj: &ObjectRef,
+        range: ReadRange,
+    ) -> Result<(ReadReply, BTreeMap<String, Bytes>)> {
+        obj.validate()?;
+        let obj = obj.clone();
+        let (offset, len) = match range {
+            ReadRange::Full => (0, u64::MAX),
+            ReadRange::Range { offset, len } => (offset, len),
+        };
+        self.run(move |s| {
+            for _ in 0..16 {
+                let rec = s.existing(&obj)?;
+                if let Some(data) = s.read_data(&rec, offset, len)? {
+                    return Ok((ReadReply { data: Bytes::from(data), version: rec.version }, rec.xattrs));
+                }
+            }
+            Err(StoreError::Conflict(format!("read {obj}: the object kept changing during the read")))
+        })
+        .await
+    }
+
     async fn stat(&self, obj: &ObjectRef) -> Result<ObjectStat> {
         obj.validate()?;
         let obj = obj.clone();

@@ -257,6 +257,17 @@ impl RadosStore {
     /// read (one OSD op, like `rados bench`); only when it comes back full do further ops fetch
     /// the rest, each guarded by the first op's version so the result is never a mix.
     async fn read_range(&self, obj: &ObjectRef, offset: u64, len: u64) -> Result<ReadReply> {
+        self.read_range_x(obj, offset, len, false).await.map(|(r, _)| r)
+    }
+
+    /// `read_range`, optionally fetching all xattrs in the first op (same version as the bytes).
+    async fn read_range_x(
+        &self,
+        obj: &ObjectRef,
+        offset: u64,
+        len: u64,
+        with_xattrs: bool,
+    ) -> Result<(ReadReply, BTreeMap<String, Bytes>)> {
         const FIRST: u64 = 64 * 1024;
         const CHUNK: u64 = 64 * 1024 * 1024;
         let (io, oid) = self.io_for(obj).await?;
@@ -265,12 +276,24 @@ impl RadosStore {
             // (A zero-length read means "everything" to librados; stat gives existence and version.)
             let mut op = ReadOpBuilder::new();
             op.stat();
+            if with_xattrs {
+                op.xattrs();
+            }
             let out = op.submit(&io, &oid).await.map_err(fail)?;
-            return Ok(ReadReply { data: Bytes::new(), version: out.version });
+            return Ok((ReadReply { data: Bytes::new(), version: out.version }, out.xattrs.unwrap_or_default()));
         }
         'retry: for _ in 0..8 {
             let first = len.min(FIRST);
-            let (mut data, version) = op::plain_read(&io, &oid, offset, first as usize).await.map_err(fail)?;
+            let (mut data, version, xattrs) = if with_xattrs {
+                let mut op = ReadOpBuilder::new();
+                op.xattrs();
+                op.read(offset, first);
+                let out = op.submit(&io, &oid).await.map_err(fail)?;
+                (out.data.unwrap_or_default(), out.version, out.xattrs.unwrap_or_default())
+            } else {
+                let (d, v) = op::plain_read(&io, &oid, offset, first as usize).await.map_err(fail)?;
+                (d, v, BTreeMap::new())
+            };
             let mut asked = first;
             let mut pos = offset.saturating_add(data.len() as u64);
             let end = offset.saturating_add(len);
@@ -294,7 +317,7 @@ impl RadosStore {
                     Err(rv) => return Err(fail(rv)),
                 }
             }
-            return Ok(ReadReply { data: Bytes::from(data), version });
+            return Ok((ReadReply { data: Bytes::from(data), version }, xattrs));
         }
         Err(StoreError::Conflict(format!("read {obj}: the object kept changing during the read")))
     }
@@ -310,6 +333,17 @@ impl ObjectStore for RadosStore {
         match range {
             ReadRange::Full => self.read_range(obj, 0, u64::MAX).await,
             ReadRange::Range { offset, len } => self.read_range(obj, offset, len).await,
+        }
+    }
+
+    async fn read_with_xattrs(
+        &self,
+        obj: &ObjectRef,
+        range: ReadRange,
+    ) -> Result<(ReadReply, BTreeMap<String, Bytes>)> {
+        match range {
+            ReadRange::Full => self.read_range_x(obj, 0, u64::MAX, true).await,
+            ReadRange::Range { offset, len } => self.read_range_x(obj, offset, len, true).await,
         }
     }
 

@@ -1,0 +1,232 @@
+//! The sweeper: finds what crashed or raced writes left behind and removes or repairs it.
+//!
+//! - tail stripes whose head no longer names them (overwritten, deleted, or never committed);
+//! - part stripes of uploads that are gone and not used by any object;
+//! - multipart uploads older than the grace period (aborted);
+//! - index entries whose head is gone or differs (fixed), and heads with no index entry (added);
+//! - everything of a bucket that no longer exists.
+//!
+//! Only things older than the grace period are touched, so uploads in flight are safe.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use cyvault_store::{OmapQuery, StoreError};
+use serde::Serialize;
+use tracing::{debug, info};
+
+use crate::error::Result;
+use crate::layout::{self, BucketRecord, IndexEntry, Layout, OWNER_XATTR, ObjectMeta, OwnerTag};
+use crate::vault::Vault;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    pub objects_scanned: u64,
+    pub orphan_objects_removed: u64,
+    pub orphan_bytes: u64,
+    pub uploads_aborted: u64,
+    pub index_entries_fixed: u64,
+    pub dry_run: bool,
+}
+
+impl Vault {
+    /// One sweep over the pool namespace.
+    pub async fn gc(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
+        let mut rep = GcReport { dry_run, ..GcReport::default() };
+        let cutoff = layout::now_ms().saturating_sub(grace.as_millis() as u64);
+        let buckets: HashMap<String, BucketRecord> =
+            self.all_buckets().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
+
+        // 1. Old uploads are aborted; live uploads' part tags are remembered.
+        let mut live_parts: HashSet<(String, String)> = HashSet::new();
+        let mut live_uploads: HashSet<String> = HashSet::new();
+        for b in buckets.values() {
+            for up in self.all_uploads(b).await? {
+                if up.initiated_ms < cutoff {
+                    rep.uploads_aborted += 1;
+                    if !dry_run {
+                        self.abort_upload_records(b, &up).await?;
+                    }
+                    continue;
+                }
+                live_uploads.insert(up.upload.clone());
+                let parts_obj = self.obj(layout::parts_name(&b.id, &up.upload));
+                let mut after = None;
+                loop {
+                    let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
+                    let page = match self.store.omap_list(&parts_obj, &q).await {
+                        Ok(p) => p,
+                        Err(StoreError::NotFound(_)) => break,
+                        Err(e) => return Err(e.into()),
+                    };
+                    after = page.entries.last().map(|(k, _)| k.clone());
+                    for (_, raw) in &page.entries {
+                        let p: layout::PartRecord = layout::decode("part record", raw)?;
+                        live_parts.insert((up.upload.clone(), p.tag));
+                    }
+                    if !page.more {
+                        break;
+                    }
+                }
+            }
+        }
+
+        // 2. Every object in the namespace.
+        let mut heads: Vec<(String, String)> = Vec::new();
+        let mut token: Option<String> = None;
+        let mut names = Vec::new();
+        loop {
+            let page = self.store.list_objects(&self.opts.pool, &self.opts.namespace, token.as_deref(), 1000).await?;
+            names.extend(page.names);
+            token = page.next;
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut head_cache: HashMap<(String, String), Option<ObjectMeta>> = HashMap::new();
+        for name in names {
+            rep.objects_scanned += 1;
+            if let Some(rest) = name.strip_prefix(layout::HEAD_PREFIX) {
+                let Some((bid, key)) = rest.split_once('.') else { continue };
+                if buckets.contains_key(bid) {
+                    heads.push((bid.to_string(), key.to_string()));
+                } else {
+                    self.reclaim(&name, None, cutoff, dry_run, &mut rep).await?;
+                }
+            } else if name.starts_with(layout::TAIL_PREFIX) || name.starts_with(layout::PART_PREFIX) {
+                let owner = match self.store.xattr_get(&self.obj(name.clone()), OWNER_XATTR).await {
+                    Ok(raw) => layout::decode::<OwnerTag>("owner tag", &raw).ok(),
+                    Err(StoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(owner) = owner else {
+                    self.reclaim(&name, None, cutoff, dry_run, &mut rep).await?;
+                    continue;
+                };
+                if owner.created_ms >= cutoff {
+                    continue;
+                }
+                let Some(b) = buckets.get(&owner.bucket) else {
+                    self.reclaim(&name, Some(owner.created_ms), cutoff, dry_run, &mut rep).await?;
+                    continue;
+                };
+                if let Some(up) = &owner.upload
+                    && live_uploads.contains(up)
+                    && live_parts.contains(&(up.clone(), owner.tag.clone()))
+                {
+                    continue;
+                }
+                let ck = (b.id.clone(), owner.key.clone());
+                if !head_cache.contains_key(&ck) {
+                    let m = self.head_meta(b, &owner.key).await?.map(|(m, _)| m);
+                    head_cache.insert(ck.clone(), m);
+                }
+                let used = match head_cache.get(&ck).and_then(|m| m.as_ref()) {
+                    Some(m) => match (&m.layout, &owner.upload) {
+                        (Layout::Striped { .. }, None) => m.tag == owner.tag,
+                        (Layout::Parts { upload, parts }, Some(up)) => {
+                            upload == up && parts.iter().any(|p| p.tag == owner.tag)
+                        }
+                        _ => false,
+                    },
+                    None => false,
+                };
+                if !used {
+                    self.reclaim(&name, Some(owner.created_ms), cutoff, dry_run, &mut rep).await?;
+                }
+            } else if let Some(rest) = name
+                .strip_prefix(layout::INDEX_PREFIX)
+                .or_else(|| name.strip_prefix(layout::PARTS_PREFIX))
+                .or_else(|| name.strip_prefix(layout::UPLOADS_PREFIX))
+            {
+                let bid = rest.split('.').next().unwrap_or_default();
+                if !buckets.contains_key(bid) {
+                    self.reclaim(&name, None, cutoff, dry_run, &mut rep).await?;
+                }
+            }
+        }
+
+        // 3. The index agrees with the heads.
+        let mut seen_heads: HashSet<(String, String)> = HashSet::new();
+        for (bid, key) in heads {
+            let Some(b) = buckets.get(&bid) else { continue };
+            seen_heads.insert((bid.clone(), key.clone()));
+            let Some((meta, _)) = self.head_meta(b, &key).await? else { continue };
+            let want = IndexEntry::of(&meta);
+            if self.index_get(b, &key).await?.as_ref() != Some(&want) {
+                rep.index_entries_fixed += 1;
+                debug!(bucket = %b.name, key, "index entry repaired from the head");
+                if !dry_run {
+                    self.index_set(b, &key, &want).await?;
+                }
+            }
+        }
+        for b in buckets.values() {
+            for shard in 0..b.shards {
+                let obj = self.obj(layout::index_name(&b.id, shard));
+                let mut after = None;
+                loop {
+                    let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
+                    let page = match self.store.omap_list(&obj, &q).await {
+                        Ok(p) => p,
+                        Err(StoreError::NotFound(_)) => break,
+                        Err(e) => return Err(e.into()),
+                    };
+                    after = page.entries.last().map(|(k, _)| k.clone());
+                    for (key, raw) in &page.entries {
+                        let entry: Option<IndexEntry> = layout::decode("index entry", raw).ok();
+                        let stale = !seen_heads.contains(&(b.id.clone(), key.clone()));
+                        if stale && entry.is_none_or(|e| e.mtime_ms < cutoff) {
+                            // Re-check: the head may have been written after the listing.
+                            if self.head_meta(b, key).await?.is_none() {
+                                rep.index_entries_fixed += 1;
+                                if !dry_run {
+                                    self.index_remove(b, key).await?;
+                                }
+                            }
+                        }
+                    }
+                    if !page.more {
+                        break;
+                    }
+                }
+            }
+        }
+        info!(
+            scanned = rep.objects_scanned,
+            removed = rep.orphan_objects_removed,
+            bytes = rep.orphan_bytes,
+            uploads_aborted = rep.uploads_aborted,
+            index_fixed = rep.index_entries_fixed,
+            dry_run,
+            "sweep done"
+        );
+        Ok(rep)
+    }
+
+    async fn reclaim(
+        &self,
+        name: &str,
+        created_ms: Option<u64>,
+        cutoff: u64,
+        dry_run: bool,
+        rep: &mut GcReport,
+    ) -> Result<()> {
+        let obj = self.obj(name.to_string());
+        let stat = match self.store.stat(&obj).await {
+            Ok(s) => s,
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mtime_ms = stat.mtime.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        if created_ms.unwrap_or(mtime_ms).max(mtime_ms) >= cutoff {
+            return Ok(());
+        }
+        rep.orphan_objects_removed += 1;
+        rep.orphan_bytes += stat.size;
+        if !dry_run {
+            self.remove_quietly(name).await;
+        }
+        Ok(())
+    }
+}
