@@ -257,13 +257,11 @@ impl Vault {
         }
         let stored: BTreeMap<i32, PartRecord> =
             self.all_parts(&b, upload).await?.into_iter().map(|p| (p.number, p)).collect();
+        if listed.windows(2).any(|w| w[0].number >= w[1].number) {
+            return Err(GwError::InvalidPartOrder);
+        }
         let mut refs = Vec::new();
-        let mut prev = 0;
         for (i, lp) in listed.iter().enumerate() {
-            if lp.number <= prev {
-                return Err(GwError::InvalidPartOrder);
-            }
-            prev = lp.number;
             let Some(p) = stored.get(&lp.number) else {
                 return Err(GwError::InvalidPart(format!("part {} was not uploaded", lp.number)));
             };

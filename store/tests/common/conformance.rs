@@ -19,7 +19,7 @@ macro_rules! conformance_suite {
             read_write_full, ranges, stat_and_versions, write_at_offset_and_truncate, remove_semantics,
             xattrs, omap, omap_paging, compound_create_exclusive_is_atomic, version_guard_is_atomic,
             must_exist_guard, racing_cas_writers, list_pagination, hostile_names, large_objects,
-            remove_clears_attributes, invalid_ops);
+            remove_clears_attributes, invalid_ops, read_with_xattrs_is_one_version);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -157,6 +157,24 @@ pub async fn xattrs(s: Store, pool: &str, ns: &str) {
     assert_eq!(ok(s.xattr_list(&o).await).len(), 2);
     ok(s.write_full(&o, Bytes::from_static(b"data")).await);
     assert_eq!(ok(s.xattr_list(&o).await).len(), 2, "write_full keeps xattrs");
+}
+
+pub async fn read_with_xattrs_is_one_version(s: Store, pool: &str, ns: &str) {
+    let o = obj(pool, ns, "rx");
+    expect_err(s.read_with_xattrs(&o, ReadRange::Full).await, NOT_FOUND);
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let v =
+        ok(s.execute(&o, WriteOp::new().write_full(big.clone()).set_xattr("meta", Bytes::from_static(b"m1"))).await);
+    let (r, x) = ok(s.read_with_xattrs(&o, ReadRange::Full).await);
+    assert_eq!((r.data.len(), r.version), (big.len(), v), "whole object across several reads");
+    assert!(r.data[..] == big[..]);
+    assert_eq!(x.get("meta"), Some(&Bytes::from_static(b"m1")));
+    let (r, x) = ok(s.read_with_xattrs(&o, ReadRange::Range { offset: 100_000, len: 10 }).await);
+    assert!(r.data[..] == big[100_000..100_010] && x.len() == 1, "a range with the xattrs");
+    let (r, x) = ok(s.read_with_xattrs(&o, ReadRange::Range { offset: 0, len: 0 }).await);
+    assert!(r.data.is_empty() && r.version == v && x.contains_key("meta"), "metadata only");
+    let (r, _) = ok(s.read_with_xattrs(&o, ReadRange::Range { offset: 400_000, len: 10 }).await);
+    assert!(r.data.is_empty(), "past the end reads nothing");
 }
 
 fn keys(entries: &[(String, Bytes)]) -> Vec<&str> {

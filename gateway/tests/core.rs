@@ -1,0 +1,241 @@
+//! The S3 core on the embedded backend (and through the fault-injecting wrapper): listings
+//! against a model, and what a crash at each storage write of an upload leaves behind.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cyvault_gateway::data::Body;
+use cyvault_gateway::get_object::GetInput;
+use cyvault_gateway::index::ListQuery;
+use cyvault_gateway::multipart::CompletedPart;
+use cyvault_gateway::put_object::PutInput;
+use cyvault_gateway::{GwError, Vault, VaultOptions};
+use cyvault_store::{DynStore, Effect, FaultPlan, FaultyStore, LocalStore, Trigger};
+use futures::{StreamExt, TryStreamExt};
+
+const STRIPE: u64 = 64 * 1024;
+
+fn opts() -> VaultOptions {
+    VaultOptions { stripe_size: STRIPE, index_shards: 4, cache_ttl: Duration::ZERO, ..VaultOptions::default() }
+}
+
+fn local() -> (tempfile::TempDir, DynStore) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let store = LocalStore::open(dir.path()).unwrap_or_else(|e| panic!("open: {e}"));
+    (dir, Arc::new(store))
+}
+
+async fn vault(store: DynStore) -> Arc<Vault> {
+    Arc::new(Vault::open(store, opts()).await.unwrap_or_else(|e| panic!("open vault: {e}")))
+}
+
+fn body(data: Vec<u8>) -> Body {
+    // Odd chunk sizes so stripes never line up with chunks.
+    let chunks: Vec<Result<Bytes, GwError>> = data.chunks(7_777).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures::stream::iter(chunks).boxed()
+}
+
+fn payload(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+async fn get(v: &Arc<Vault>, bucket: &str, key: &str) -> Result<Vec<u8>, GwError> {
+    let out = v.get_object("root", bucket, key, GetInput::default()).await?;
+    let chunks: Vec<Bytes> = out.body.try_collect().await?;
+    Ok(chunks.concat())
+}
+
+#[track_caller]
+fn ok<T>(r: Result<T, GwError>) -> T {
+    r.unwrap_or_else(|e| panic!("unexpected error: {e}"))
+}
+
+/// S3 listing semantics over a sorted key set: the model the index is checked against.
+fn model(keys: &BTreeSet<String>, q: &ListQuery) -> (Vec<String>, Vec<String>) {
+    let (mut entries, mut prefixes) = (Vec::new(), Vec::<String>::new());
+    for k in keys.iter().filter(|k| k.starts_with(&q.prefix)) {
+        let rest = &k[q.prefix.len()..];
+        match q.delimiter.as_deref().and_then(|d| rest.find(d).map(|p| (p, d.len()))) {
+            Some((p, dl)) => {
+                let cp = format!("{}{}", q.prefix, &rest[..p + dl]);
+                if prefixes.last() != Some(&cp) {
+                    prefixes.push(cp);
+                }
+            }
+            None => entries.push(k.clone()),
+        }
+    }
+    (entries, prefixes)
+}
+
+#[tokio::test]
+async fn listing_matches_the_model_across_shards_and_pages() {
+    let (_d, store) = local();
+    let v = vault(store).await;
+    ok(v.create_bucket("root", "list").await);
+    let mut keys = BTreeSet::new();
+    for a in ["a", "b", "photos", "z"] {
+        for b in ["x", "y/1", "y/2", "y/3/deep", "ü", "sp ace"] {
+            keys.insert(format!("{a}/{b}"));
+        }
+    }
+    keys.extend(["top".to_string(), "photos".to_string(), "photos0".to_string(), "y/".to_string()]);
+    for k in &keys {
+        ok(v.put_object("root", "list", k, PutInput::default(), body(k.as_bytes().to_vec())).await);
+    }
+    let b = ok(v.bucket_for("root", "list").await);
+    let cases: &[(&str, Option<&str>, usize)] = &[
+        ("", None, 1000),
+        ("", None, 3),
+        ("", Some("/"), 1000),
+        ("", Some("/"), 2),
+        ("photos/", Some("/"), 1),
+        ("photos", Some("/"), 1000),
+        ("a/y", Some("/"), 1),
+        ("nothing", Some("/"), 5),
+        ("", Some("y/"), 4),
+    ];
+    for &(prefix, delimiter, max) in cases {
+        let q = ListQuery {
+            prefix: prefix.into(),
+            delimiter: delimiter.map(String::from),
+            start_after: None,
+            max_keys: max,
+        };
+        let (want_e, want_p) = model(&keys, &q);
+        let (mut got_e, mut got_p) = (Vec::new(), Vec::new());
+        let mut after = None;
+        for _ in 0..1000 {
+            let page = ok(v.list_index(&b, &ListQuery { start_after: after.clone(), ..q.clone() }).await);
+            assert!(page.entries.len() + page.common_prefixes.len() <= max, "{q:?}: page too big");
+            got_e.extend(page.entries.into_iter().map(|(k, _)| k));
+            got_p.extend(page.common_prefixes);
+            if !page.truncated {
+                break;
+            }
+            after = page.next_marker;
+            assert!(after.is_some(), "{q:?}: truncated page without a marker");
+        }
+        assert_eq!((got_e, got_p), (want_e, want_p), "{q:?}");
+    }
+}
+
+/// Where a crash can stop an overwrite of a 3.5-stripe object by a 4.5-stripe one.
+const CRASH_POINTS: &[(&str, &str)] =
+    &[("first tail stripe", "cyv.t."), ("head commit", "cyv.h."), ("index update", "cyv.i.")];
+
+#[tokio::test]
+async fn a_crash_at_any_write_of_an_overwrite_leaves_old_or_new_and_gc_reclaims_the_rest() {
+    for &(what, object) in CRASH_POINTS {
+        let (_d, inner) = local();
+        let v = vault(inner.clone()).await;
+        ok(v.create_bucket("root", "crash").await);
+        let old = payload(1, (STRIPE * 7 / 2) as usize);
+        let new = payload(2, (STRIPE * 9 / 2) as usize);
+        ok(v.put_object("root", "crash", "k", PutInput::default(), body(old.clone())).await);
+        let baseline = raw_count(&inner).await;
+
+        let plan = FaultPlan::new(7).at_object("execute", object, Trigger::Nth(1), Effect::Crash);
+        let faulty: DynStore = Arc::new(FaultyStore::new(inner.clone(), plan.clone()));
+        let vf = Arc::new(Vault::open_existing(faulty, opts()));
+        let r = vf.put_object("root", "crash", "k", PutInput::default(), body(new.clone())).await;
+        assert!(r.is_err(), "{what}: the PUT must fail when the process dies");
+        assert!(plan.crashed(), "{what}: the crash point was never reached");
+
+        // "Restart": a fresh vault on the same storage.
+        let v = vault(inner.clone()).await;
+        let got = ok(get(&v, "crash", "k").await);
+        let committed = object != "cyv.t." && object != "cyv.h.";
+        let want = if committed { &new } else { &old };
+        assert!(
+            got == *want,
+            "{what}: read back {} bytes, not the {} object",
+            got.len(),
+            if committed { "new" } else { "old" }
+        );
+
+        let rep = ok(v.gc(Duration::ZERO, false).await);
+        let b = ok(v.bucket_for("root", "crash").await);
+        let listed = ok(v.list_index(&b, &ListQuery { max_keys: 10, ..ListQuery::default() }).await);
+        assert_eq!(listed.entries.len(), 1, "{what}");
+        assert_eq!(listed.entries[0].1.size, want.len() as u64, "{what}: the index must agree with the object");
+        let after = raw_count(&inner).await;
+        let tails_new = (new.len() as u64).div_ceil(STRIPE) - 1;
+        let tails_old = (old.len() as u64).div_ceil(STRIPE) - 1;
+        let expect = if committed { baseline - tails_old + tails_new } else { baseline };
+        assert_eq!(after, expect, "{what}: raw objects after gc ({rep:?})");
+        assert!(ok(get(&v, "crash", "k").await) == *want, "{what}: gc must not touch live data");
+    }
+}
+
+#[tokio::test]
+async fn multipart_composes_parts_without_copying_and_abort_cleans_up() {
+    let (_d, inner) = local();
+    let v = vault(inner.clone()).await;
+    ok(v.create_bucket("root", "mpu").await);
+    let before = raw_count(&inner).await;
+    let up = ok(v.create_upload("root", "mpu", "big", Default::default()).await);
+    let p1 = payload(3, 5 << 20);
+    let p2 = payload(4, 100_000);
+    let none = cyvault_gateway::put_object::ExpectedChecksum::None;
+    let r1 = ok(v.upload_part("root", "mpu", "big", &up, 1, None, None, none, body(p1.clone())).await);
+    let none = cyvault_gateway::put_object::ExpectedChecksum::None;
+    let r2 = ok(v.upload_part("root", "mpu", "big", &up, 2, None, None, none, body(p2.clone())).await);
+    let stripes_written = raw_count(&inner).await;
+    // Too small a first part.
+    let bad = v
+        .complete_upload(
+            "root",
+            "mpu",
+            "big",
+            &up,
+            vec![
+                CompletedPart { number: 2, etag: r2.etag.clone() },
+                CompletedPart { number: 1, etag: r1.etag.clone() },
+            ],
+            false,
+        )
+        .await;
+    assert!(matches!(bad, Err(GwError::InvalidPartOrder)), "{bad:?}");
+    let out = ok(v
+        .complete_upload(
+            "root",
+            "mpu",
+            "big",
+            &up,
+            vec![CompletedPart { number: 1, etag: r1.etag }, CompletedPart { number: 2, etag: r2.etag }],
+            false,
+        )
+        .await);
+    assert!(out.etag.ends_with("-2"), "{}", out.etag);
+    let mut all = p1.clone();
+    all.extend_from_slice(&p2);
+    assert!(ok(get(&v, "mpu", "big").await) == all);
+    // Complete added a head and an index shard entry, dropped the upload records, copied nothing.
+    let after = raw_count(&inner).await;
+    assert!(after <= stripes_written + 1, "complete must not copy stripes: {stripes_written} -> {after}");
+
+    let up2 = ok(v.create_upload("root", "mpu", "gone", Default::default()).await);
+    let none = cyvault_gateway::put_object::ExpectedChecksum::None;
+    ok(v.upload_part("root", "mpu", "gone", &up2, 1, None, None, none, body(payload(5, 300_000))).await);
+    ok(v.abort_upload("root", "mpu", "gone", &up2).await);
+    assert_eq!(raw_count(&inner).await, after, "abort removes parts and records");
+    let rep = ok(v.gc(Duration::ZERO, true).await);
+    assert_eq!(rep.orphan_objects_removed, 0, "nothing left to sweep: {rep:?}");
+    assert!(before < after);
+}
+
+async fn raw_count(store: &DynStore) -> u64 {
+    let mut n = 0;
+    let mut token = None;
+    loop {
+        let page = store.list_objects("cyvault", "", token.as_deref(), 1000).await.unwrap_or_else(|e| panic!("{e}"));
+        n += page.names.len() as u64;
+        token = page.next;
+        if token.is_none() {
+            return n;
+        }
+    }
+}
