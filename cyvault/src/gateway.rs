@@ -141,8 +141,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
     builder.set_auth(VaultAuth::new(vault.clone()));
     let domains = if args.domains.is_empty() { cfg.gateway.domains.clone() } else { args.domains.clone() };
     if !domains.is_empty() {
-        let host = s3s::host::MultiDomain::new(domains.iter().map(String::as_str))
-            .map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
+        let host = server::DomainHost::new(&domains).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
         builder.set_host(host);
     }
     let service = builder.build();

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use cyvault_perf::rados_bench::{self, RadosBenchResult, RadosTarget};
+use cyvault_perf::s3_bench::{self, S3BenchConfig, S3BenchReport, WatchedProcess};
 use cyvault_perf::store_bench::{self, PhaseReport, StoreBenchConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -16,6 +17,51 @@ pub enum PerfCommand {
     /// Small-object write_full and read ops/s through the storage API; with
     /// `--compare-rados-bench`, next to `rados bench` on the same pool in the same run.
     Store(StoreBench),
+    /// S3 PUT, then GET of random written objects, then DELETE of all of them, against any S3
+    /// endpoint (ours, radosgw): ops/s, MiB/s, latency percentiles, CPU per op of this client
+    /// and of `--watch` processes. `scripts/bench-gateway` runs it next to radosgw and
+    /// `rados bench` and prints the ratios.
+    S3(S3Bench),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct S3Bench {
+    /// The S3 endpoint, `http://HOST:PORT` (requests are path-style, plain HTTP).
+    #[arg(long, env = "CYVAULT_BENCH_ENDPOINT")]
+    endpoint: String,
+    /// Access key id.
+    #[arg(long, env = "CYVAULT_BENCH_ACCESS_KEY")]
+    access_key: String,
+    /// Secret key (prefer the environment variable: command lines are world-readable).
+    #[arg(long, env = "CYVAULT_BENCH_SECRET_KEY", hide_env_values = true)]
+    secret_key: String,
+    /// Bucket to write to; created when missing, left in place afterwards (emptied).
+    #[arg(long, default_value = "cyvault-bench")]
+    bucket: String,
+    /// Region in the signature.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Object size: 4096, 4KiB, 4MiB (binary) or 4KB, 4MB (decimal).
+    #[arg(long, default_value = "4KiB", value_parser = s3_bench::parse_size)]
+    size: usize,
+    /// Requests in flight (one HTTP/1.1 keep-alive connection each).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of the PUT phase and of the GET phase each.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// A process to report CPU per op and memory of, as NAME=PID (the server, the OSD); repeatable.
+    #[arg(long = "watch", value_name = "NAME=PID")]
+    watch: Vec<WatchedProcess>,
+    /// Name of the system under test in the output.
+    #[arg(long, default_value = "s3")]
+    label: String,
+    /// Exit non-zero (3) when any request failed.
+    #[arg(long)]
+    fail_on_errors: bool,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +103,103 @@ struct Round {
 }
 
 pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
-    let PerfCommand::Store(args) = cmd;
+    match cmd {
+        PerfCommand::Store(args) => run_store(args).await,
+        PerfCommand::S3(args) => run_s3(args).await,
+    }
+}
+
+fn spinner(hidden: bool) -> ProgressBar {
+    let bar = if hidden { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+async fn run_s3(args: S3Bench) -> Result<ExitCode> {
+    if args.size == 0 || args.concurrency == 0 {
+        bail!("--size and --concurrency must be at least 1");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!("--seconds must be a positive number");
+    }
+    let cfg = S3BenchConfig {
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        access_key: args.access_key.clone(),
+        secret_key: args.secret_key.clone(),
+        bucket: args.bucket.clone(),
+        object_size: args.size,
+        concurrency: args.concurrency,
+        duration: Duration::from_secs_f64(args.seconds),
+        watch: args.watch.clone(),
+    };
+    let bar = spinner(args.json);
+    let tick = |phase: &str, n: u64| bar.set_message(format!("{} {phase}: {n} ops", args.label));
+    let report = s3_bench::run(&cfg, &tick).await.with_context(|| format!("benchmark S3 at {}", args.endpoint))?;
+    bar.finish_and_clear();
+    let errors: u64 = report.phases.iter().map(|p| p.errors).sum();
+    if args.json {
+        let doc = serde_json::json!({ "benchmark": "s3", "label": args.label, "report": report });
+        println!("{doc}");
+    } else {
+        print_s3(&args.label, &report);
+    }
+    if args.fail_on_errors && errors > 0 {
+        eprintln!("{errors} request(s) failed");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_s3(label: &str, r: &S3BenchReport) {
+    println!(
+        "cyvault perf s3: {label} at {}, bucket {}, {} B objects, concurrency {}, {} s per phase",
+        r.endpoint, r.bucket, r.object_size, r.concurrency, r.seconds_per_phase
+    );
+    let watched: Vec<&String> = r.phases.first().map(|p| p.process_cpu_us_per_op.keys().collect()).unwrap_or_default();
+    let mut head = format!(
+        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11}",
+        "op", "ops", "ops/s", "MiB/s", "p50 µs", "p90 µs", "p99 µs", "errors", "client µs/op"
+    );
+    for name in &watched {
+        head.push_str(&format!(" {:>12}", format!("{name} µs/op")));
+    }
+    println!("{head}");
+    for p in &r.phases {
+        let mut line = format!(
+            "{:<8} {:>9} {:>9.0} {:>9.1} {:>9} {:>9} {:>9} {:>7} {:>11.1}",
+            p.op,
+            p.ops,
+            p.ops_per_sec,
+            p.mib_per_sec,
+            p.lat_p50_us,
+            p.lat_p90_us,
+            p.lat_p99_us,
+            p.errors,
+            p.client_cpu_us_per_op
+        );
+        for name in &watched {
+            line.push_str(&format!(" {:>12.1}", p.process_cpu_us_per_op.get(*name).copied().unwrap_or(0.0)));
+        }
+        println!("{line}");
+    }
+    for p in r.phases.iter().filter(|p| !p.first_errors.is_empty()) {
+        println!("first {} errors ({} in all):", p.op, p.errors);
+        for e in &p.first_errors {
+            println!("  {e}");
+        }
+    }
+    for m in &r.processes {
+        let mib = |k: Option<u64>| k.map_or_else(|| "?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+        println!("{} (pid {}): VmHWM {} MiB, VmRSS {} MiB", m.name, m.pid, mib(m.vm_hwm_kib), mib(m.vm_rss_kib));
+    }
+}
+
+async fn run_store(args: StoreBench) -> Result<ExitCode> {
     if args.compare_rados_bench && args.store.backend != Backend::Rados {
         bail!("--compare-rados-bench needs --backend rados");
     }
@@ -72,12 +214,7 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
         concurrency: args.concurrency,
         duration: Duration::from_secs(args.seconds.max(1)),
     };
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = spinner(args.json);
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         let tick =
@@ -135,8 +272,8 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
             args.rounds
         );
         println!(
-            "{:<6} {:<22} {:>10} {:>8} {:>9} {:>9} {:>7}",
-            "round", "what", "ops/s", "MiB/s", "p50 µs", "p99 µs", "errors"
+            "{:<6} {:<22} {:>10} {:>8} {:>9} {:>9} {:>7} {:>11}",
+            "round", "what", "ops/s", "MiB/s", "p50 µs", "p99 µs", "errors", "client µs/op"
         );
         for (i, r) in rounds.iter().enumerate() {
             for p in &r.cyvault {

@@ -106,21 +106,8 @@ async fn with_request_id(resp: HttpResponse, id: &str) -> HttpResponse {
     } else {
         bytes
     };
-    if parts.method_is_head_like() {
-        return HttpResponse::from_parts(parts, Body::empty());
-    }
     parts.headers.insert(hyper::header::CONTENT_LENGTH, new.len().into());
     HttpResponse::from_parts(parts, Body::from(new))
-}
-
-trait HeadLike {
-    fn method_is_head_like(&self) -> bool;
-}
-
-impl HeadLike for http::response::Parts {
-    fn method_is_head_like(&self) -> bool {
-        false
-    }
 }
 
 /// Accepts connections until `shutdown` resolves, then lets in-flight requests finish (up to
@@ -188,5 +175,82 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => info!("all connections closed"),
         () = tokio::time::sleep(grace) => warn!("gave up waiting for connections after {grace:?}"),
+    }
+}
+
+/// Virtual-hosted-style addressing: `BUCKET.DOMAIN[:port]` names the bucket; any other host
+/// (an IP, `localhost`, the bare domain) is path style.
+#[derive(Debug)]
+pub struct DomainHost {
+    domains: Vec<String>,
+}
+
+impl DomainHost {
+    pub fn new(domains: &[String]) -> Result<DomainHost, String> {
+        let mut out = Vec::new();
+        for d in domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            let valid = !d.is_empty()
+                && d.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if !valid {
+                return Err(format!("{d:?} is not a domain name"));
+            }
+            out.push(d);
+        }
+        // Longest first, so s3.example.com wins over example.com.
+        out.sort_by_key(|d| std::cmp::Reverse(d.len()));
+        Ok(DomainHost { domains: out })
+    }
+
+    /// The bucket a Host header names, if any.
+    pub fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        self.domains.iter().find_map(|d| {
+            let rest = name.len().checked_sub(d.len() + 1)?;
+            let (bucket, suffix) = name.split_at(rest);
+            (suffix.len() == d.len() + 1
+                && suffix[1..].eq_ignore_ascii_case(d)
+                && suffix.starts_with('.')
+                && !bucket.is_empty())
+            .then_some(bucket)
+        })
+    }
+}
+
+impl s3s::host::S3Host for DomainHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let vh = s3s::host::VirtualHost::new(host);
+        Ok(match self.bucket_of(host) {
+            Some(b) => vh.with_bucket(b),
+            None => vh,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(domains: &[&str], host: &str, bucket: Option<&str>) {
+        let h = DomainHost::new(&domains.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.bucket_of(host), bucket, "{host}");
+    }
+
+    #[test]
+    fn hosts() {
+        check(&["s3.vault.test"], "b1.s3.vault.test", Some("b1"));
+        check(&["s3.vault.test"], "b1.s3.vault.test:9000", Some("b1"));
+        check(&["s3.vault.test"], "my.dotted.bucket.s3.vault.test", Some("my.dotted.bucket"));
+        check(&["s3.vault.test"], "s3.vault.test:9000", None);
+        check(&["s3.vault.test"], "127.0.0.1:9000", None);
+        check(&["s3.vault.test"], "localhost", None);
+        check(&["s3.vault.test"], "xs3.vault.test", None);
+        check(&["vault.test", "s3.vault.test"], "b.s3.vault.test", Some("b"));
+        assert!(DomainHost::new(&["bad domain".into()]).is_err());
     }
 }
