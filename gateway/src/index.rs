@@ -29,6 +29,43 @@ pub struct ListPage {
     pub next_marker: Option<String>,
 }
 
+/// Index entries waiting for their shard's next group commit.
+#[derive(Default)]
+pub(crate) struct ShardQueue {
+    busy: bool,
+    pending: Vec<(String, bytes::Bytes, tokio::sync::oneshot::Sender<bool>)>,
+}
+
+pub(crate) type IndexBatches = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, ShardQueue>>>;
+
+fn poisoned() -> crate::error::GwError {
+    crate::error::GwError::Store(StoreError::corrupt("index batch queue", "a lock holder panicked"))
+}
+
+/// Sends the queued entries of one shard in batches until the queue is empty.
+async fn drain_shard(store: cyvault_store::DynStore, batches: IndexBatches, obj: cyvault_store::ObjectRef) {
+    loop {
+        let batch = {
+            let Ok(mut shards) = batches.lock() else { return };
+            let Some(q) = shards.get_mut(&obj.name) else { return };
+            if q.pending.is_empty() {
+                shards.remove(&obj.name);
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        // Later entries for the same key win, as if applied one by one.
+        let mut m = std::collections::BTreeMap::new();
+        for (k, v, _) in &batch {
+            m.insert(k.clone(), v.clone());
+        }
+        let ok = store.omap_set(&obj, m).await.is_ok();
+        for (_, _, tx) in batch {
+            let _ = tx.send(ok);
+        }
+    }
+}
+
 struct Cursor {
     shard: u32,
     buf: VecDeque<(String, bytes::Bytes)>,
@@ -41,10 +78,29 @@ impl Vault {
         self.obj(layout::index_name(&b.id, layout::shard_of(key, b.shards)))
     }
 
+    /// Sets one index entry. Concurrent sets on one shard are group-committed: while a batch is
+    /// in flight, new entries queue and go out together in the next single omap write, so under
+    /// load a PUT costs well under one index op; alone, it costs exactly one.
     pub(crate) async fn index_set(&self, b: &BucketRecord, key: &str, entry: &IndexEntry) -> Result<()> {
+        let obj = self.index_obj(b, key);
+        let value = layout::encode(entry);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut shards = self.index_batches.lock().map_err(|_| poisoned())?;
+            let q = shards.entry(obj.name.clone()).or_default();
+            q.pending.push((key.to_string(), value.clone(), tx));
+            !std::mem::replace(&mut q.busy, true)
+        };
+        if lead {
+            tokio::spawn(drain_shard(self.store.clone(), self.index_batches.clone(), obj.clone()));
+        }
+        if rx.await.unwrap_or(false) {
+            return Ok(());
+        }
+        // The batch failed (or was dropped): try alone, for this entry's own precise error.
         let mut m = std::collections::BTreeMap::new();
-        m.insert(key.to_string(), layout::encode(entry));
-        self.store.omap_set(&self.index_obj(b, key), m).await?;
+        m.insert(key.to_string(), value);
+        self.store.omap_set(&obj, m).await?;
         Ok(())
     }
 

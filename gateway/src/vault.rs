@@ -54,6 +54,7 @@ pub struct Vault {
     pub(crate) opts: VaultOptions,
     buckets: Mutex<HashMap<String, (Instant, Option<BucketRecord>)>>,
     keys: Mutex<HashMap<String, (Instant, KeyRecord)>>,
+    pub(crate) index_batches: crate::index::IndexBatches,
 }
 
 impl std::fmt::Debug for Vault {
@@ -69,7 +70,13 @@ impl Vault {
         if opts.stripe_size < 64 * 1024 || opts.index_shards == 0 {
             return Err(GwError::InvalidArgument("stripe_size must be ≥ 64 KiB and index_shards ≥ 1".into()));
         }
-        let vault = Vault { store, opts, buckets: Mutex::new(HashMap::new()), keys: Mutex::new(HashMap::new()) };
+        let vault = Vault {
+            store,
+            opts,
+            buckets: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            index_batches: Default::default(),
+        };
         let meta = vault.obj(META_OBJECT);
         match vault.store.omap_get(&meta, &["format".to_string()]).await {
             Ok(m) if m.contains_key("format") => {
@@ -96,7 +103,13 @@ impl Vault {
     /// A vault on a store whose layout is already initialized (no version check: for tests that
     /// wrap a store in faults after opening it once).
     pub fn open_existing(store: DynStore, opts: VaultOptions) -> Vault {
-        Vault { store, opts, buckets: Mutex::new(HashMap::new()), keys: Mutex::new(HashMap::new()) }
+        Vault {
+            store,
+            opts,
+            buckets: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            index_batches: Default::default(),
+        }
     }
 
     pub fn options(&self) -> &VaultOptions {
