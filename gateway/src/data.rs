@@ -131,6 +131,22 @@ pub async fn write_stripes(
     Ok(Written { first, count: next, size, md5, checksum, names })
 }
 
+/// Bytes of a refused request body read and thrown away so the connection stays usable.
+const DRAIN_LIMIT: u64 = 16 << 20;
+
+/// Answers `err` for a request whose body was not read: reads (and drops) up to 16 MiB of it
+/// first, so the client's keep-alive connection stays usable; past that the connection closes.
+pub async fn refuse(mut body: Body, err: GwError) -> GwError {
+    let mut seen = 0u64;
+    while seen <= DRAIN_LIMIT {
+        match body.next().await {
+            Some(Ok(chunk)) => seen += chunk.len() as u64,
+            _ => break,
+        }
+    }
+    err
+}
+
 /// Removes objects, ignoring failures (leftovers are the sweeper's).
 pub async fn remove_all(vault: &Vault, names: &[String]) {
     stream::iter(names.iter().cloned()).for_each_concurrent(8, |n| async move { vault.remove_quietly(&n).await }).await;

@@ -55,6 +55,8 @@ pub enum GwError {
     NotImplemented(&'static str),
     #[error("the request body ended early or could not be read: {0}")]
     IncompleteBody(String),
+    #[error("the signature of a chunk of the aws-chunked body does not match")]
+    ChunkSignatureMismatch,
     #[error("stored record {what} is unreadable: {why}")]
     CorruptRecord { what: String, why: String },
     #[error(transparent)]
@@ -98,6 +100,7 @@ impl GwError {
             GwError::EntityTooLarge(..) => C::EntityTooLarge,
             GwError::NotImplemented(_) => C::NotImplemented,
             GwError::IncompleteBody(_) => C::IncompleteBody,
+            GwError::ChunkSignatureMismatch => C::SignatureDoesNotMatch,
             GwError::CorruptRecord { .. } => C::InternalError,
             GwError::Store(e) => match e {
                 StoreError::NotFound(_) => C::NoSuchKey,

@@ -112,9 +112,16 @@ impl Vault {
         expected: ExpectedChecksum,
         body: Body,
     ) -> Result<PartRecord> {
-        check_part_number(number)?;
-        let b = self.bucket_for(user, bucket).await?;
-        let rec = self.upload_record(&b, key, upload).await?;
+        let checked = async {
+            check_part_number(number)?;
+            let b = self.bucket_for(user, bucket).await?;
+            let rec = self.upload_record(&b, key, upload).await?;
+            Ok::<_, GwError>((b, rec))
+        };
+        let (b, rec) = match checked.await {
+            Ok(x) => x,
+            Err(e) => return Err(data::refuse(body, e).await),
+        };
         let algo = checksum_algo.or_else(|| rec.checksum_algo.as_deref().and_then(|a| Algo::parse(a).ok())).or(
             match &expected {
                 ExpectedChecksum::None => None,

@@ -127,12 +127,25 @@ impl Vault {
         input: PutInput,
         body: Body,
     ) -> Result<PutOutput> {
-        let b = self.bucket_for(user, bucket).await?;
+        let b = match self.bucket_for(user, bucket).await {
+            Ok(b) => b,
+            Err(e) => return Err(data::refuse(body, e).await),
+        };
         self.put_into(&b, key, input, body).await
     }
 
     /// The PUT machinery, shared with CopyObject.
     pub(crate) async fn put_into(&self, b: &BucketRecord, key: &str, input: PutInput, body: Body) -> Result<PutOutput> {
+        let guard = match self.put_guard(b, key, &input).await {
+            Ok(g) => g,
+            Err(e) => return Err(data::refuse(body, e).await),
+        };
+        self.put_checked(b, key, input, body, guard).await
+    }
+
+    /// Checks a PUT's key, tags and preconditions before any byte is read; returns the guard
+    /// for the head write.
+    async fn put_guard(&self, b: &BucketRecord, key: &str, input: &PutInput) -> Result<Guard> {
         validate_key(key)?;
         crate::tagging::validate_tags(&input.tags, 10)?;
         let mut guard = Guard::None;
@@ -149,6 +162,17 @@ impl Vault {
         if input.if_none_match_star && self.head_meta(b, key).await?.is_some() {
             return Err(GwError::PreconditionFailed("If-None-Match"));
         }
+        Ok(guard)
+    }
+
+    async fn put_checked(
+        &self,
+        b: &BucketRecord,
+        key: &str,
+        input: PutInput,
+        body: Body,
+        guard: Guard,
+    ) -> Result<PutOutput> {
         let tag = layout::random_id(8);
         let owner = layout::encode(&OwnerTag {
             bucket: b.id.clone(),

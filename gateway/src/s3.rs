@@ -98,7 +98,17 @@ fn cond(c: &Option<ETagCondition>) -> Option<String> {
 
 fn body_of(blob: Option<StreamingBlob>) -> Body {
     match blob {
-        Some(b) => b.map_err(|e| GwError::IncompleteBody(e.to_string())).boxed(),
+        Some(b) => b
+            .map_err(|e| {
+                // A chunk of an `aws-chunked` body whose signature does not verify.
+                // (s3s does not export its error type; its Display is stable: "…: SignatureMismatch".)
+                if e.to_string().ends_with("SignatureMismatch") {
+                    GwError::ChunkSignatureMismatch
+                } else {
+                    GwError::IncompleteBody(e.to_string())
+                }
+            })
+            .boxed(),
         None => futures::stream::empty().boxed(),
     }
 }
@@ -1089,7 +1099,8 @@ impl S3 for Gateway {
                 .get_object(&user, &i.bucket, &i.key, GetInput { head_only: true, ..GetInput::default() })
                 .await?;
             let m = out.meta;
-            let want = |a: &str| i.object_attributes.iter().any(|x| x.as_str() == a);
+            // The header is one comma-separated list; s3s may hand it over as one element.
+            let want = |a: &str| i.object_attributes.iter().flat_map(|x| x.as_str().split(',')).any(|x| x.trim() == a);
             let mut o = GetObjectAttributesOutput { last_modified: Some(time_of(m.mtime_ms)), ..Default::default() };
             if want(ObjectAttributes::ETAG) {
                 o.e_tag = Some(etag(&m.etag));
