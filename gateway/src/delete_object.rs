@@ -50,15 +50,23 @@ impl Vault {
                 self.index_remove(b, key).await?;
                 return Ok(());
             };
+            let intent = self.intent_begin(b, key, "delete", &meta.tag).await?;
             match self.store.execute(&head, WriteOp::new().guard(Guard::Version(version)).remove()).await {
                 Ok(_) => {
                     self.index_remove(b, key).await?;
+                    self.intent_done(&intent);
                     data::remove_all(self, &data_names(&b.id, key, &meta)).await;
                     return Ok(());
                 }
                 // Overwritten or removed meanwhile: look again.
-                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                    self.intent_done(&intent);
+                    continue;
+                }
+                Err(e) => {
+                    self.intent_done(&intent);
+                    return Err(e.into());
+                }
             }
         }
         Err(cas_exhausted("delete object"))

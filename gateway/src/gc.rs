@@ -38,12 +38,19 @@ impl Vault {
             self.all_buckets().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
 
         // 1. Old uploads are aborted; live uploads' part tags are remembered.
+        if !dry_run {
+            let r = self.recover(grace.min(Duration::from_secs(60))).await?;
+            rep.index_entries_fixed += r.index_entries_fixed;
+        }
         let mut live_parts: HashSet<(String, String)> = HashSet::new();
         let mut live_uploads: HashSet<String> = HashSet::new();
+        // Uploads aborted by this sweep: their parts go with them, not as orphans.
+        let mut aborted: HashSet<String> = HashSet::new();
         for b in buckets.values() {
             for up in self.all_uploads(b).await? {
                 if up.initiated_ms < cutoff {
                     rep.uploads_aborted += 1;
+                    aborted.insert(up.upload.clone());
                     if !dry_run {
                         self.abort_upload_records(b, &up).await?;
                     }
@@ -111,8 +118,7 @@ impl Vault {
                     continue;
                 };
                 if let Some(up) = &owner.upload
-                    && live_uploads.contains(up)
-                    && live_parts.contains(&(up.clone(), owner.tag.clone()))
+                    && (aborted.contains(up) || (live_uploads.contains(up) && live_parts.contains(&(up.clone(), owner.tag.clone()))))
                 {
                     continue;
                 }
@@ -146,20 +152,10 @@ impl Vault {
             }
         }
 
-        // 3. The index agrees with the heads.
-        let mut seen_heads: HashSet<(String, String)> = HashSet::new();
+        // 3. The index agrees with the heads (always safe to repair, so no grace period).
+        let mut named: HashSet<(String, String)> = HashSet::new();
         for (bid, key) in heads {
-            let Some(b) = buckets.get(&bid) else { continue };
-            seen_heads.insert((bid.clone(), key.clone()));
-            let Some((meta, _)) = self.head_meta(b, &key).await? else { continue };
-            let want = IndexEntry::of(&meta);
-            if self.index_get(b, &key).await?.as_ref() != Some(&want) {
-                rep.index_entries_fixed += 1;
-                debug!(bucket = %b.name, key, "index entry repaired from the head");
-                if !dry_run {
-                    self.index_set(b, &key, &want).await?;
-                }
-            }
+            named.insert((bid, key));
         }
         for b in buckets.values() {
             for shard in 0..b.shards {
@@ -173,23 +169,25 @@ impl Vault {
                         Err(e) => return Err(e.into()),
                     };
                     after = page.entries.last().map(|(k, _)| k.clone());
-                    for (key, raw) in &page.entries {
-                        let entry: Option<IndexEntry> = layout::decode("index entry", raw).ok();
-                        let stale = !seen_heads.contains(&(b.id.clone(), key.clone()));
-                        if stale && entry.is_none_or(|e| e.mtime_ms < cutoff) {
-                            // Re-check: the head may have been written after the listing.
-                            if self.head_meta(b, key).await?.is_none() {
-                                rep.index_entries_fixed += 1;
-                                if !dry_run {
-                                    self.index_remove(b, key).await?;
-                                }
-                            }
-                        }
+                    for (key, _) in &page.entries {
+                        named.insert((b.id.clone(), key.clone()));
                     }
                     if !page.more {
                         break;
                     }
                 }
+            }
+        }
+        for (bid, key) in named {
+            let Some(b) = buckets.get(&bid) else { continue };
+            if dry_run {
+                let head = self.head_meta(b, &key).await?.map(|(m, _)| IndexEntry::of(&m));
+                if self.index_get(b, &key).await? != head {
+                    rep.index_entries_fixed += 1;
+                }
+            } else if self.repair_index(b, &key).await? {
+                debug!(bucket = %b.name, key, "index entry repaired from the head");
+                rep.index_entries_fixed += 1;
             }
         }
         info!(

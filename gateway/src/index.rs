@@ -29,43 +29,6 @@ pub struct ListPage {
     pub next_marker: Option<String>,
 }
 
-/// Index entries waiting for their shard's next group commit.
-#[derive(Default)]
-pub(crate) struct ShardQueue {
-    busy: bool,
-    pending: Vec<(String, bytes::Bytes, tokio::sync::oneshot::Sender<bool>)>,
-}
-
-pub(crate) type IndexBatches = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, ShardQueue>>>;
-
-fn poisoned() -> crate::error::GwError {
-    crate::error::GwError::Store(StoreError::corrupt("index batch queue", "a lock holder panicked"))
-}
-
-/// Sends the queued entries of one shard in batches until the queue is empty.
-async fn drain_shard(store: cyvault_store::DynStore, batches: IndexBatches, obj: cyvault_store::ObjectRef) {
-    loop {
-        let batch = {
-            let Ok(mut shards) = batches.lock() else { return };
-            let Some(q) = shards.get_mut(&obj.name) else { return };
-            if q.pending.is_empty() {
-                shards.remove(&obj.name);
-                return;
-            }
-            std::mem::take(&mut q.pending)
-        };
-        // Later entries for the same key win, as if applied one by one.
-        let mut m = std::collections::BTreeMap::new();
-        for (k, v, _) in &batch {
-            m.insert(k.clone(), v.clone());
-        }
-        let ok = store.omap_set(&obj, m).await.is_ok();
-        for (_, _, tx) in batch {
-            let _ = tx.send(ok);
-        }
-    }
-}
-
 struct Cursor {
     shard: u32,
     buf: VecDeque<(String, bytes::Bytes)>,
@@ -78,37 +41,36 @@ impl Vault {
         self.obj(layout::index_name(&b.id, layout::shard_of(key, b.shards)))
     }
 
-    /// Sets one index entry. Concurrent sets on one shard are group-committed: while a batch is
-    /// in flight, new entries queue and go out together in the next single omap write, so under
-    /// load a PUT costs well under one index op; alone, it costs exactly one.
+    /// Sets one index entry (group-committed with concurrent updates of the same shard).
     pub(crate) async fn index_set(&self, b: &BucketRecord, key: &str, entry: &IndexEntry) -> Result<()> {
-        let obj = self.index_obj(b, key);
-        let value = layout::encode(entry);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let lead = {
-            let mut shards = self.index_batches.lock().map_err(|_| poisoned())?;
-            let q = shards.entry(obj.name.clone()).or_default();
-            q.pending.push((key.to_string(), value.clone(), tx));
-            !std::mem::replace(&mut q.busy, true)
-        };
-        if lead {
-            tokio::spawn(drain_shard(self.store.clone(), self.index_batches.clone(), obj.clone()));
-        }
-        if rx.await.unwrap_or(false) {
-            return Ok(());
-        }
-        // The batch failed (or was dropped): try alone, for this entry's own precise error.
-        let mut m = std::collections::BTreeMap::new();
-        m.insert(key.to_string(), value);
-        self.store.omap_set(&obj, m).await?;
-        Ok(())
+        self.batches.apply(&self.store, &self.index_obj(b, key), key, Some(layout::encode(entry))).await
     }
 
     pub(crate) async fn index_remove(&self, b: &BucketRecord, key: &str) -> Result<()> {
-        match self.store.omap_remove(&self.index_obj(b, key), &[key.to_string()]).await {
-            Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
+        self.batches.apply(&self.store, &self.index_obj(b, key), key, None).await
+    }
+
+    /// Makes the index entry of `key` say what its head says (or removes it when there is no
+    /// head). Safe beside live writers: it re-reads the head after writing and repeats if a
+    /// write committed meanwhile, so it never leaves an older version in the index.
+    /// Returns whether the entry had to change.
+    pub(crate) async fn repair_index(&self, b: &BucketRecord, key: &str) -> Result<bool> {
+        let mut changed = false;
+        for _ in 0..crate::vault::CAS_ATTEMPTS {
+            let head = self.head_meta(b, key).await?.map(|(m, _)| IndexEntry::of(&m));
+            if self.index_get(b, key).await? != head {
+                changed = true;
+                match &head {
+                    Some(e) => self.index_set(b, key, e).await?,
+                    None => self.index_remove(b, key).await?,
+                }
+            }
+            let again = self.head_meta(b, key).await?.map(|(m, _)| IndexEntry::of(&m));
+            if again == head {
+                return Ok(changed);
+            }
         }
+        Err(crate::vault::cas_exhausted("repair index entry"))
     }
 
     pub(crate) async fn index_get(&self, b: &BucketRecord, key: &str) -> Result<Option<IndexEntry>> {

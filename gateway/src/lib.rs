@@ -6,6 +6,7 @@
 //! - [`server`] is the HTTP edge (TLS, request ids, metrics, graceful shutdown).
 
 pub mod auth;
+pub mod batch;
 pub mod buckets;
 pub mod checksum;
 pub mod copy_object;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod gc;
 pub mod get_object;
 pub mod index;
+pub mod journal;
 pub mod layout;
 pub mod metered;
 pub mod metrics;

@@ -233,13 +233,20 @@ impl Vault {
         first: Bytes,
         guard: Guard,
     ) -> Result<()> {
+        let intent = self.intent_begin(b, key, "put", &meta.tag).await?;
         let op = WriteOp::new().guard(guard).write_full(first).set_xattr(HEAD_XATTR, layout::encode(meta));
-        match self.store.execute(&self.obj(layout::head_name(&b.id, key)), op).await {
-            Ok(_) => {}
-            Err(StoreError::AlreadyExists(_)) => return Err(GwError::PreconditionFailed("If-None-Match")),
-            Err(StoreError::Conflict(_)) => return Err(GwError::PreconditionFailed("If-Match")),
-            Err(e) => return Err(e.into()),
+        let written = match self.store.execute(&self.obj(layout::head_name(&b.id, key)), op).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::AlreadyExists(_)) => Err(GwError::PreconditionFailed("If-None-Match")),
+            Err(StoreError::Conflict(_)) => Err(GwError::PreconditionFailed("If-Match")),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = written {
+            self.intent_done(&intent);
+            return Err(e);
         }
-        self.index_set(b, key, &IndexEntry::of(meta)).await
+        self.index_set(b, key, &IndexEntry::of(meta)).await?;
+        self.intent_done(&intent);
+        Ok(())
     }
 }

@@ -54,7 +54,7 @@ pub struct Vault {
     pub(crate) opts: VaultOptions,
     buckets: Mutex<HashMap<String, (Instant, Option<BucketRecord>)>>,
     keys: Mutex<HashMap<String, (Instant, KeyRecord)>>,
-    pub(crate) index_batches: crate::index::IndexBatches,
+    pub(crate) batches: crate::batch::OmapBatcher,
 }
 
 impl std::fmt::Debug for Vault {
@@ -75,7 +75,7 @@ impl Vault {
             opts,
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
-            index_batches: Default::default(),
+            batches: Default::default(),
         };
         let meta = vault.obj(META_OBJECT);
         match vault.store.omap_get(&meta, &["format".to_string()]).await {
@@ -97,6 +97,15 @@ impl Vault {
             }
             Err(e) => return Err(e.into()),
         }
+        // The journal shards always exist, so the object set does not depend on which shards
+        // happened to be used.
+        for shard in 0..crate::journal::JOURNAL_SHARDS {
+            let obj = vault.obj(format!("{}{shard}", crate::journal::JOURNAL_PREFIX));
+            match vault.store.execute(&obj, WriteOp::new().guard(Guard::CreateExclusive).write_full(Bytes::new())).await {
+                Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(vault)
     }
 
@@ -108,7 +117,7 @@ impl Vault {
             opts,
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
-            index_batches: Default::default(),
+            batches: Default::default(),
         }
     }
 

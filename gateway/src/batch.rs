@@ -1,0 +1,107 @@
+//! Group commit of small omap updates: while one write to an object is in flight, updates to the
+//! same object queue and go out together in the next single write op. Alone, an update costs
+//! one op; under load, a fraction of one. Used for index shards and the intent journal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use cyvault_store::{DynStore, Guard, ObjectRef, StoreError, WriteOp};
+use tokio::sync::oneshot;
+
+use crate::error::{GwError, Result};
+
+type Update = (String, Option<Bytes>, oneshot::Sender<bool>);
+
+#[derive(Default)]
+struct Queue {
+    busy: bool,
+    pending: Vec<Update>,
+}
+
+/// Per-object queues of omap updates (set with `Some`, remove with `None`).
+#[derive(Clone, Default)]
+pub struct OmapBatcher {
+    queues: Arc<Mutex<HashMap<String, Queue>>>,
+}
+
+impl std::fmt::Debug for OmapBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OmapBatcher")
+    }
+}
+
+impl OmapBatcher {
+    /// Queues an update and returns at once; the receiver says whether its batch was applied.
+    /// Dropping the receiver still applies the update (fire and forget).
+    pub fn submit(&self, store: &DynStore, obj: &ObjectRef, key: &str, value: Option<Bytes>) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let lead = match self.queues.lock() {
+            Ok(mut queues) => {
+                let q = queues.entry(obj.name.clone()).or_default();
+                q.pending.push((key.to_string(), value, tx));
+                !std::mem::replace(&mut q.busy, true)
+            }
+            Err(_) => return rx, // a holder panicked: the caller falls back to a lone write
+        };
+        if lead {
+            tokio::spawn(drain(store.clone(), self.queues.clone(), obj.clone()));
+        }
+        rx
+    }
+
+    /// Applies one update, batched with others; if its batch fails, retries it alone so the
+    /// caller gets its own precise error.
+    pub async fn apply(&self, store: &DynStore, obj: &ObjectRef, key: &str, value: Option<Bytes>) -> Result<()> {
+        if self.submit(store, obj, key, value.clone()).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let mut changes = BTreeMap::new();
+        changes.insert(key.to_string(), value);
+        apply_one(store, obj, &changes).await.map_err(GwError::from)
+    }
+}
+
+/// One write op applying sets and removals; removals on a missing object succeed.
+async fn apply_one(store: &DynStore, obj: &ObjectRef, changes: &BTreeMap<String, Option<Bytes>>) -> std::result::Result<(), StoreError> {
+    let sets: BTreeMap<String, Bytes> = changes.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect();
+    let removes: Vec<String> = changes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect();
+    let mut op = WriteOp::new();
+    if !sets.is_empty() {
+        op = op.omap_set(sets.clone());
+    }
+    if !removes.is_empty() {
+        op = op.omap_remove(removes);
+        if sets.is_empty() {
+            op = op.guard(Guard::MustExist);
+        }
+    }
+    match store.execute(obj, op).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound(_)) if sets.is_empty() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn drain(store: DynStore, queues: Arc<Mutex<HashMap<String, Queue>>>, obj: ObjectRef) {
+    loop {
+        let batch = {
+            let Ok(mut qs) = queues.lock() else { return };
+            let Some(q) = qs.get_mut(&obj.name) else { return };
+            if q.pending.is_empty() {
+                qs.remove(&obj.name);
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        // Later updates of a key win, as if applied one by one.
+        let mut changes = BTreeMap::new();
+        for (k, v, _) in &batch {
+            changes.insert(k.clone(), v.clone());
+        }
+        let ok = apply_one(&store, &obj, &changes).await.is_ok();
+        for (_, _, tx) in batch {
+            let _ = tx.send(ok);
+        }
+    }
+}
