@@ -65,6 +65,7 @@ impl Vault {
             user_meta,
             tags: input.replace_tags.unwrap_or_else(|| src.meta.tags.clone()),
             checksum_algo: algo,
+            content_length: Some(src.content_length),
             ..PutInput::default()
         };
         let out = self.put_into(&dst, dst_key, put, src.body).await?;

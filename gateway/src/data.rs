@@ -69,11 +69,14 @@ pub async fn write_stripes(
     keep_first: bool,
     algo: Option<Algo>,
     limit: u64,
+    size_hint: Option<u64>,
 ) -> Result<Written> {
     let stripe = vault.opts.stripe_size as usize;
     let depth = vault.opts.write_depth.max(1);
     let mut digests = Digests::new(algo);
-    let mut buf = BytesMut::new();
+    // One allocation per stripe: no regrowth copies, no doubled capacity.
+    let reserve = |remaining: Option<u64>| remaining.map_or(stripe, |r| (r as usize).min(stripe));
+    let mut buf = BytesMut::with_capacity(reserve(size_hint));
     let mut first = Bytes::new();
     let mut next: u32 = 0;
     let mut names = Vec::new();
@@ -95,6 +98,10 @@ pub async fn write_stripes(
             while buf.len() >= stripe || (ended && (!buf.is_empty() || next == 0)) {
                 let take = buf.len().min(stripe);
                 let data = buf.split_to(take).freeze();
+                if buf.capacity() < stripe && !ended {
+                    let left = size_hint.map(|h| h.saturating_sub(digests.size) + buf.len() as u64);
+                    buf.reserve(reserve(left).saturating_sub(buf.len()));
+                }
                 let n = next;
                 next += 1;
                 if n == 0 && keep_first {

@@ -111,6 +111,7 @@ impl Vault {
         checksum_algo: Option<Algo>,
         expected: ExpectedChecksum,
         body: Body,
+        size_hint: Option<u64>,
     ) -> Result<PartRecord> {
         let checked = async {
             check_part_number(number)?;
@@ -137,7 +138,7 @@ impl Vault {
             created_ms: layout::now_ms(),
         });
         let names = |n: u32| layout::part_stripe_name(&b.id, upload, &ptag, n);
-        let w = data::write_stripes(self, body, &names, owner, false, algo, self.opts.max_put_size).await?;
+        let w = data::write_stripes(self, body, &names, owner, false, algo, self.opts.max_put_size, size_hint).await?;
         let check = (|| {
             if let Some(md5) = &content_md5 {
                 checksum::check_content_md5(md5, &w.md5)?;
@@ -204,7 +205,8 @@ impl Vault {
                 GwError::NotModified => GwError::PreconditionFailed("x-amz-copy-source-if-none-match"),
                 other => other,
             })?;
-        self.upload_part(user, bucket, key, upload, number, None, None, ExpectedChecksum::None, src.body).await
+        let len = Some(src.content_length);
+        self.upload_part(user, bucket, key, upload, number, None, None, ExpectedChecksum::None, src.body, len).await
     }
 
     async fn all_parts(&self, b: &BucketRecord, upload: &str) -> Result<Vec<PartRecord>> {

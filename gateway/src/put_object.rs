@@ -49,6 +49,8 @@ pub struct PutInput {
     pub if_none_match_star: bool,
     /// `If-Match: etag`: only replace this version.
     pub if_match: Option<String>,
+    /// The body's length when the request says it (sizes buffers; not trusted otherwise).
+    pub content_length: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -186,7 +188,8 @@ impl Vault {
             ExpectedChecksum::None => None,
             _ => Some(Algo::Sha256),
         });
-        let w = data::write_stripes(self, body, &names, owner, true, algo, self.opts.max_put_size).await?;
+        let w = data::write_stripes(self, body, &names, owner, true, algo, self.opts.max_put_size, input.content_length)
+            .await?;
         let check = (|| {
             if let Some(md5) = &input.content_md5 {
                 check_content_md5(md5, &w.md5)?;

@@ -440,6 +440,7 @@ impl S3 for Gateway {
                 checksum: expected,
                 if_none_match_star: matches!(i.if_none_match, Some(ETagCondition::Any)),
                 if_match: cond(&i.if_match),
+                content_length: i.content_length.and_then(|n| u64::try_from(n).ok()),
             };
             if matches!(i.if_none_match, Some(ETagCondition::ETag(_))) {
                 return Err(s3_error!(NotImplemented, "If-None-Match on PUT supports only *"));
@@ -813,9 +814,10 @@ impl S3 for Gateway {
                 req.input.part_number,
                 req.input.content_md5.clone(),
             );
+            let len = req.input.content_length.and_then(|n| u64::try_from(n).ok());
             let mut req = req;
             let body = body_of(req.input.body.take());
-            let p = self.vault.upload_part(&user, &bucket, &key, &upload, number, md5, algo, expected, body).await?;
+            let p = self.vault.upload_part(&user, &bucket, &key, &upload, number, md5, algo, expected, body, len).await?;
             self.metrics.bytes_in(p.size);
             let mut o = UploadPartOutput { e_tag: Some(etag(&p.etag)), ..Default::default() };
             set_checksum!(o, p.checksum.as_ref());

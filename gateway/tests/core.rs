@@ -180,9 +180,9 @@ async fn multipart_composes_parts_without_copying_and_abort_cleans_up() {
     let p1 = payload(3, 5 << 20);
     let p2 = payload(4, 100_000);
     let none = cyvault_gateway::put_object::ExpectedChecksum::None;
-    let r1 = ok(v.upload_part("root", "mpu", "big", &up, 1, None, None, none, body(p1.clone())).await);
+    let r1 = ok(v.upload_part("root", "mpu", "big", &up, 1, None, None, none, body(p1.clone()), None).await);
     let none = cyvault_gateway::put_object::ExpectedChecksum::None;
-    let r2 = ok(v.upload_part("root", "mpu", "big", &up, 2, None, None, none, body(p2.clone())).await);
+    let r2 = ok(v.upload_part("root", "mpu", "big", &up, 2, None, None, none, body(p2.clone()), None).await);
     let stripes_written = raw_count(&inner).await;
     // Too small a first part.
     let bad = v
@@ -219,7 +219,7 @@ async fn multipart_composes_parts_without_copying_and_abort_cleans_up() {
 
     let up2 = ok(v.create_upload("root", "mpu", "gone", Default::default()).await);
     let none = cyvault_gateway::put_object::ExpectedChecksum::None;
-    ok(v.upload_part("root", "mpu", "gone", &up2, 1, None, None, none, body(payload(5, 300_000))).await);
+    ok(v.upload_part("root", "mpu", "gone", &up2, 1, None, None, none, body(payload(5, 300_000)), None).await);
     ok(v.abort_upload("root", "mpu", "gone", &up2).await);
     assert_eq!(raw_count(&inner).await, after, "abort removes parts and records");
     let rep = ok(v.gc(Duration::ZERO, true).await);

@@ -269,6 +269,7 @@ impl RadosStore {
         with_xattrs: bool,
     ) -> Result<(ReadReply, BTreeMap<String, Bytes>)> {
         const FIRST: u64 = 64 * 1024;
+        const FIRST_WITH_XATTRS: u64 = 16 * 1024 * 1024;
         const CHUNK: u64 = 64 * 1024 * 1024;
         let (io, oid) = self.io_for(obj).await?;
         let fail = |rv: i32| StoreError::from_errno(rv, format!("read {obj}"));
@@ -283,13 +284,20 @@ impl RadosStore {
             return Ok((ReadReply { data: Bytes::new(), version: out.version }, out.xattrs.unwrap_or_default()));
         }
         'retry: for _ in 0..8 {
-            let first = len.min(FIRST);
+            // With xattrs (object heads: metadata plus up to a few MiB) one op reads everything
+            // asked for; plain reads start small so a large `len` on a small object costs little.
+            let first = len.min(if with_xattrs { FIRST_WITH_XATTRS } else { FIRST });
             let (mut data, version, xattrs) = if with_xattrs {
                 let mut op = ReadOpBuilder::new();
                 op.xattrs();
                 op.read(offset, first);
                 let out = op.submit(&io, &oid).await.map_err(fail)?;
-                (out.data.unwrap_or_default(), out.version, out.xattrs.unwrap_or_default())
+                let mut data = out.data.unwrap_or_default();
+                if data.capacity() > 2 * data.len() + FIRST as usize {
+                    // Do not keep a large, mostly empty buffer alive for a small object.
+                    data = data.as_slice().to_vec();
+                }
+                (data, out.version, out.xattrs.unwrap_or_default())
             } else {
                 let (d, v) = op::plain_read(&io, &oid, offset, first as usize).await.map_err(fail)?;
                 (d, v, BTreeMap::new())
