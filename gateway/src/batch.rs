@@ -34,7 +34,13 @@ impl std::fmt::Debug for OmapBatcher {
 impl OmapBatcher {
     /// Queues an update and returns at once; the receiver says whether its batch was applied.
     /// Dropping the receiver still applies the update (fire and forget).
-    pub fn submit(&self, store: &DynStore, obj: &ObjectRef, key: &str, value: Option<Bytes>) -> oneshot::Receiver<bool> {
+    pub fn submit(
+        &self,
+        store: &DynStore,
+        obj: &ObjectRef,
+        key: &str,
+        value: Option<Bytes>,
+    ) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
         let lead = match self.queues.lock() {
             Ok(mut queues) => {
@@ -63,7 +69,11 @@ impl OmapBatcher {
 }
 
 /// One write op applying sets and removals; removals on a missing object succeed.
-async fn apply_one(store: &DynStore, obj: &ObjectRef, changes: &BTreeMap<String, Option<Bytes>>) -> std::result::Result<(), StoreError> {
+async fn apply_one(
+    store: &DynStore,
+    obj: &ObjectRef,
+    changes: &BTreeMap<String, Option<Bytes>>,
+) -> std::result::Result<(), StoreError> {
     let sets: BTreeMap<String, Bytes> = changes.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect();
     let removes: Vec<String> = changes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect();
     let mut op = WriteOp::new();

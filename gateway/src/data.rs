@@ -58,19 +58,37 @@ pub struct Written {
     pub names: Vec<String>,
 }
 
-/// Reads `body` into stripes of `stripe` bytes. Stripe `n` goes to `name(n)` with the owner tag
-/// xattr, at most `depth` writes in flight; with `keep_first`, stripe 0 is returned instead of
-/// written. On any error the stripes already written are removed (best effort) before returning.
-pub async fn write_stripes(
-    vault: &Vault,
-    mut body: Body,
-    name: &(dyn Fn(u32) -> String + Sync),
-    owner: Bytes,
-    keep_first: bool,
-    algo: Option<Algo>,
-    limit: u64,
-    size_hint: Option<u64>,
-) -> Result<Written> {
+/// How to store one body as stripes.
+pub struct StripeSpec<'a> {
+    /// The object name of stripe `n`.
+    pub name: &'a (dyn Fn(u32) -> String + Sync),
+    /// The owner tag xattr every written stripe carries.
+    pub owner: Bytes,
+    /// Keep stripe 0 in memory (it goes into the head) instead of writing it.
+    pub keep_first: bool,
+    /// The flexible checksum to compute alongside MD5.
+    pub algo: Option<Algo>,
+    /// Largest body accepted.
+    pub limit: u64,
+    /// The body's announced length, to size buffers.
+    pub size_hint: Option<u64>,
+}
+
+impl std::fmt::Debug for StripeSpec<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeSpec")
+            .field("keep_first", &self.keep_first)
+            .field("algo", &self.algo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `body` into stripes of `stripe_size` bytes. Stripe `n` goes to `spec.name(n)` with the
+/// owner tag xattr, at most `write_depth` writes in flight; with `keep_first`, stripe 0 is
+/// returned instead of written. On any error the stripes already written are removed (best
+/// effort) before returning.
+pub async fn write_stripes(vault: &Vault, mut body: Body, spec: StripeSpec<'_>) -> Result<Written> {
+    let StripeSpec { name, owner, keep_first, algo, limit, size_hint } = spec;
     let stripe = vault.opts.stripe_size as usize;
     let depth = vault.opts.write_depth.max(1);
     let mut digests = Digests::new(algo);

@@ -118,7 +118,8 @@ impl Vault {
                     continue;
                 };
                 if let Some(up) = &owner.upload
-                    && (aborted.contains(up) || (live_uploads.contains(up) && live_parts.contains(&(up.clone(), owner.tag.clone()))))
+                    && (aborted.contains(up)
+                        || (live_uploads.contains(up) && live_parts.contains(&(up.clone(), owner.tag.clone()))))
                 {
                     continue;
                 }

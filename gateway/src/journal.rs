@@ -46,8 +46,13 @@ impl Vault {
     /// Records an intent; returns its id for [`Vault::intent_done`].
     pub(crate) async fn intent_begin(&self, b: &BucketRecord, key: &str, op: &str, tag: &str) -> Result<String> {
         let id = layout::random_id(8);
-        let intent =
-            Intent { bucket: b.id.clone(), key: key.into(), op: op.into(), tag: tag.into(), created_ms: layout::now_ms() };
+        let intent = Intent {
+            bucket: b.id.clone(),
+            key: key.into(),
+            op: op.into(),
+            tag: tag.into(),
+            created_ms: layout::now_ms(),
+        };
         self.batches.apply(&self.store, &self.obj(journal_name(&id)), &id, Some(layout::encode(&intent))).await?;
         Ok(id)
     }

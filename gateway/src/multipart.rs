@@ -138,7 +138,9 @@ impl Vault {
             created_ms: layout::now_ms(),
         });
         let names = |n: u32| layout::part_stripe_name(&b.id, upload, &ptag, n);
-        let w = data::write_stripes(self, body, &names, owner, false, algo, self.opts.max_put_size, size_hint).await?;
+        let spec =
+            data::StripeSpec { name: &names, owner, keep_first: false, algo, limit: self.opts.max_put_size, size_hint };
+        let w = data::write_stripes(self, body, spec).await?;
         let check = (|| {
             if let Some(md5) = &content_md5 {
                 checksum::check_content_md5(md5, &w.md5)?;

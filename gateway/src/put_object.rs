@@ -188,8 +188,15 @@ impl Vault {
             ExpectedChecksum::None => None,
             _ => Some(Algo::Sha256),
         });
-        let w = data::write_stripes(self, body, &names, owner, true, algo, self.opts.max_put_size, input.content_length)
-            .await?;
+        let spec = data::StripeSpec {
+            name: &names,
+            owner,
+            keep_first: true,
+            algo,
+            limit: self.opts.max_put_size,
+            size_hint: input.content_length,
+        };
+        let w = data::write_stripes(self, body, spec).await?;
         let check = (|| {
             if let Some(md5) = &input.content_md5 {
                 check_content_md5(md5, &w.md5)?;

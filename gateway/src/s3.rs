@@ -817,7 +817,8 @@ impl S3 for Gateway {
             let len = req.input.content_length.and_then(|n| u64::try_from(n).ok());
             let mut req = req;
             let body = body_of(req.input.body.take());
-            let p = self.vault.upload_part(&user, &bucket, &key, &upload, number, md5, algo, expected, body, len).await?;
+            let p =
+                self.vault.upload_part(&user, &bucket, &key, &upload, number, md5, algo, expected, body, len).await?;
             self.metrics.bytes_in(p.size);
             let mut o = UploadPartOutput { e_tag: Some(etag(&p.etag)), ..Default::default() };
             set_checksum!(o, p.checksum.as_ref());

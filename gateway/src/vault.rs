@@ -101,7 +101,8 @@ impl Vault {
         // happened to be used.
         for shard in 0..crate::journal::JOURNAL_SHARDS {
             let obj = vault.obj(format!("{}{shard}", crate::journal::JOURNAL_PREFIX));
-            match vault.store.execute(&obj, WriteOp::new().guard(Guard::CreateExclusive).write_full(Bytes::new())).await {
+            match vault.store.execute(&obj, WriteOp::new().guard(Guard::CreateExclusive).write_full(Bytes::new())).await
+            {
                 Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }

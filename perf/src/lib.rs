@@ -3,4 +3,5 @@
 //! gate that reads `--json`).
 
 pub mod rados_bench;
+pub mod s3_bench;
 pub mod store_bench;
