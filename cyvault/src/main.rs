@@ -42,6 +42,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    cyvault_store::tune_allocator();
     let cli = Cli::parse();
     // s3s logs every S3 error (NoSuchKey included) at error level; our own spans and metrics
     // cover requests, so it stays quiet unless asked for by name.

@@ -18,7 +18,9 @@ use crate::layout::{self, BucketRecord};
 use crate::vault::Vault;
 
 pub const JOURNAL_PREFIX: &str = "cyv.journal.";
-pub const JOURNAL_SHARDS: u32 = 4;
+pub const JOURNAL_SHARDS: u32 = 2;
+/// How long finished intents wait to be trimmed together.
+const TRIM_DELAY: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
@@ -57,9 +59,42 @@ impl Vault {
         Ok(id)
     }
 
-    /// Drops an intent in the background (a lost drop only costs a redundant repair later).
+    /// Drops an intent in the background: finished intents are trimmed together every
+    /// [`TRIM_DELAY`], one write per journal shard. A lost trim only costs a redundant repair.
     pub(crate) fn intent_done(&self, id: &str) {
-        drop(self.batches.submit(&self.store, &self.obj(journal_name(id)), id, None));
+        let schedule = match self.finished.lock() {
+            Ok(mut f) => {
+                f.0.push(id.to_string());
+                !std::mem::replace(&mut f.1, true)
+            }
+            Err(_) => false,
+        };
+        if !schedule {
+            return;
+        }
+        let (store, finished) = (self.store.clone(), self.finished.clone());
+        let objs: Vec<_> = (0..JOURNAL_SHARDS).map(|n| self.obj(format!("{JOURNAL_PREFIX}{n}"))).collect();
+        tokio::spawn(async move {
+            tokio::time::sleep(TRIM_DELAY).await;
+            let ids = match finished.lock() {
+                Ok(mut f) => {
+                    f.1 = false;
+                    std::mem::take(&mut f.0)
+                }
+                Err(_) => return,
+            };
+            let mut by_shard: Vec<Vec<String>> = vec![Vec::new(); objs.len()];
+            for id in ids {
+                by_shard[layout::shard_of(&id, JOURNAL_SHARDS) as usize].push(id);
+            }
+            for (obj, ids) in objs.iter().zip(by_shard) {
+                if !ids.is_empty()
+                    && let Err(e) = store.omap_remove(obj, &ids).await
+                {
+                    tracing::debug!(error = %e, "journal trim failed; recovery will drop those intents");
+                }
+            }
+        });
     }
 
     /// Makes every index entry named by the journal agree with its head, and drops the intents

@@ -55,6 +55,8 @@ pub struct Vault {
     buckets: Mutex<HashMap<String, (Instant, Option<BucketRecord>)>>,
     keys: Mutex<HashMap<String, (Instant, KeyRecord)>>,
     pub(crate) batches: crate::batch::OmapBatcher,
+    /// Finished intents waiting to be trimmed, and whether a trim is scheduled.
+    pub(crate) finished: std::sync::Arc<Mutex<(Vec<String>, bool)>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -76,6 +78,7 @@ impl Vault {
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             batches: Default::default(),
+            finished: Default::default(),
         };
         let meta = vault.obj(META_OBJECT);
         match vault.store.omap_get(&meta, &["format".to_string()]).await {
@@ -119,6 +122,7 @@ impl Vault {
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             batches: Default::default(),
+            finished: Default::default(),
         }
     }
 

@@ -26,3 +26,15 @@ pub use rados::{Cluster, RadosConfig, RadosStore};
 
 /// A shared, dynamically dispatched store: what the gateway, CSI driver and perf suite hold.
 pub type DynStore = Arc<dyn ObjectStore>;
+
+/// Tunes glibc's allocator for a server that moves multi-MiB buffers between threads: at most
+/// two arenas instead of eight per core, each holding on to freed memory. Call once at start,
+/// before threads exist.
+pub fn tune_allocator() {
+    // M_ARENA_MAX from glibc's malloc.h.
+    const M_ARENA_MAX: libc::c_int = -8;
+    // SAFETY: mallopt only adjusts allocator parameters; it is called before other threads run.
+    unsafe {
+        libc::mallopt(M_ARENA_MAX, 2);
+    }
+}

@@ -432,13 +432,16 @@ impl ObjectStore for RadosStore {
                 WriteStep::Remove => w.remove(),
             }
         }
+        // librados copied every buffer into the op: free ours now rather than after the reply.
+        let (steps, guard) = (op.steps.len(), op.guard);
+        drop(op);
         match w.submit(&io, &oid).await {
             Ok(version) => {
-                debug!(object = %obj, version, steps = op.steps.len(), "rados write op applied");
+                debug!(object = %obj, version, steps, "rados write op applied");
                 Ok(version)
             }
-            Err(rv) if matches!(op.guard, Guard::Version(_)) && (rv == -libc::ERANGE || rv == -libc::EOVERFLOW) => {
-                Err(StoreError::Conflict(format!("{obj} is no longer at version {}", guard_version(op.guard))))
+            Err(rv) if matches!(guard, Guard::Version(_)) && (rv == -libc::ERANGE || rv == -libc::EOVERFLOW) => {
+                Err(StoreError::Conflict(format!("{obj} is no longer at version {}", guard_version(guard))))
             }
             Err(rv) if rv == -libc::EEXIST => Err(StoreError::AlreadyExists(format!("{obj}"))),
             Err(rv) => Err(StoreError::from_errno(rv, format!("write {obj}"))),
