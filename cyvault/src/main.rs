@@ -4,6 +4,7 @@ mod admin;
 mod admin_s3;
 mod gateway;
 mod perf;
+mod perf_list;
 mod settings;
 mod store_args;
 

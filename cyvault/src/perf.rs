@@ -22,6 +22,9 @@ pub enum PerfCommand {
     /// and of `--watch` processes. `scripts/bench-gateway` runs it next to radosgw and
     /// `rados bench` and prints the ratios.
     S3(S3Bench),
+    /// How fast a bucket of many keys lists (sharded index merged in key order, with and
+    /// without a delimiter), next to the raw one-object omap listing on the same store.
+    List(crate::perf_list::ListBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +109,7 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
     match cmd {
         PerfCommand::Store(args) => run_store(args).await,
         PerfCommand::S3(args) => run_s3(args).await,
+        PerfCommand::List(args) => crate::perf_list::run(args).await,
     }
 }
 
