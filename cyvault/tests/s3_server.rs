@@ -159,3 +159,40 @@ fn sigterm_lets_the_upload_in_flight_finish() {
     );
     assert!(std::fs::read(&back).unwrap_or_default() == data, "the object read back differs");
 }
+
+#[test]
+fn settings_come_from_the_config_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = dir.path().join("cyvault.toml");
+    let data = dir.path().join("from-config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nregion = \"eu-vault-1\"\nlisten = \"127.0.0.1:1\"\n\n[storage]\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let c = cfg.to_string_lossy().into_owned();
+    // --listen on the command line wins over the file's unusable port 1; the harness's
+    // --data-dir wins too, so point the file's data_dir elsewhere and check it stays unused.
+    let gw = Gateway::start_with(Backend::Local, &["--config", &c]);
+    let (code, _) = curl(&gw, &["-X", "PUT"], &format!("{}/cfg-bucket", gw.endpoint));
+    assert_eq!(code, 200);
+    let out = run_ok("aws", &["s3api", "get-bucket-location", "--bucket", "cfg-bucket"], &gw.aws_env(), None);
+    assert!(out.contains("\"LocationConstraint\": \"eu-vault-1\""), "region from the config file: {out}");
+    assert!(!data.exists(), "the --data-dir flag must win over storage.data_dir");
+    assert!(gw.data_dir.join("meta.redb").exists());
+
+    // A config with an unknown key is refused with a message naming it.
+    std::fs::write(&cfg, "[gateway]\nlisten_address = \"127.0.0.1:0\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let out = run(
+        env!("CARGO_BIN_EXE_cyvault"),
+        &["gateway", "--config", &c, "--data-dir", &data.to_string_lossy()],
+        &[],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_address"), "{err}");
+}
