@@ -65,24 +65,8 @@ impl Vault {
 
     /// Every bucket record, in name order.
     pub async fn all_buckets(&self) -> Result<Vec<BucketRecord>> {
-        let obj = self.obj(BUCKETS_OBJECT);
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
-            let page = match self.store.omap_list(&obj, &q).await {
-                Ok(p) => p,
-                Err(StoreError::NotFound(_)) => return Ok(out),
-                Err(e) => return Err(e.into()),
-            };
-            after = page.entries.last().map(|(k, _)| k.clone());
-            for (_, raw) in &page.entries {
-                out.push(layout::decode::<BucketRecord>("bucket record", raw)?);
-            }
-            if !page.more {
-                return Ok(out);
-            }
-        }
+        let all = self.omap_all(BUCKETS_OBJECT, None).await?;
+        all.iter().map(|(_, raw)| layout::decode::<BucketRecord>("bucket record", raw)).collect()
     }
 
     pub async fn list_buckets(&self, user: &str) -> Result<Vec<BucketRecord>> {

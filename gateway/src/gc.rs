@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use cyvault_store::{OmapQuery, StoreError};
+use cyvault_store::StoreError;
 use serde::Serialize;
 use tracing::{debug, info};
 
@@ -57,23 +57,9 @@ impl Vault {
                     continue;
                 }
                 live_uploads.insert(up.upload.clone());
-                let parts_obj = self.obj(layout::parts_name(&b.id, &up.upload));
-                let mut after = None;
-                loop {
-                    let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
-                    let page = match self.store.omap_list(&parts_obj, &q).await {
-                        Ok(p) => p,
-                        Err(StoreError::NotFound(_)) => break,
-                        Err(e) => return Err(e.into()),
-                    };
-                    after = page.entries.last().map(|(k, _)| k.clone());
-                    for (_, raw) in &page.entries {
-                        let p: layout::PartRecord = layout::decode("part record", raw)?;
-                        live_parts.insert((up.upload.clone(), p.tag));
-                    }
-                    if !page.more {
-                        break;
-                    }
+                for (_, raw) in self.omap_all(&layout::parts_name(&b.id, &up.upload), None).await? {
+                    let p: layout::PartRecord = layout::decode("part record", &raw)?;
+                    live_parts.insert((up.upload.clone(), p.tag));
                 }
             }
         }
@@ -160,22 +146,8 @@ impl Vault {
         }
         for b in buckets.values() {
             for shard in 0..b.shards {
-                let obj = self.obj(layout::index_name(&b.id, shard));
-                let mut after = None;
-                loop {
-                    let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
-                    let page = match self.store.omap_list(&obj, &q).await {
-                        Ok(p) => p,
-                        Err(StoreError::NotFound(_)) => break,
-                        Err(e) => return Err(e.into()),
-                    };
-                    after = page.entries.last().map(|(k, _)| k.clone());
-                    for (key, _) in &page.entries {
-                        named.insert((b.id.clone(), key.clone()));
-                    }
-                    if !page.more {
-                        break;
-                    }
+                for (key, _) in self.omap_all(&layout::index_name(&b.id, shard), None).await? {
+                    named.insert((b.id.clone(), key));
                 }
             }
         }

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cyvault_store::{OmapQuery, StoreError};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -106,40 +105,29 @@ impl Vault {
             self.all_buckets().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
         let cutoff = layout::now_ms().saturating_sub(settle.as_millis() as u64);
         for shard in 0..JOURNAL_SHARDS {
-            let obj = self.obj(format!("{JOURNAL_PREFIX}{shard}"));
-            let mut after = None;
-            loop {
-                let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
-                let page = match self.store.omap_list(&obj, &q).await {
-                    Ok(p) => p,
-                    Err(StoreError::NotFound(_)) => break,
-                    Err(e) => return Err(e.into()),
+            let name = format!("{JOURNAL_PREFIX}{shard}");
+            let obj = self.obj(name.clone());
+            for (id, raw) in self.omap_all(&name, None).await? {
+                let id = &id;
+                rep.intents += 1;
+                let Ok(intent) = layout::decode::<Intent>("intent", &raw) else {
+                    self.batches.apply(&self.store, &obj, id, None).await?;
+                    continue;
                 };
-                after = page.entries.last().map(|(k, _)| k.clone());
-                for (id, raw) in &page.entries {
-                    rep.intents += 1;
-                    let Ok(intent) = layout::decode::<Intent>("intent", raw) else {
-                        self.batches.apply(&self.store, &obj, id, None).await?;
-                        continue;
-                    };
-                    let Some(b) = buckets.get(&intent.bucket) else {
-                        self.batches.apply(&self.store, &obj, id, None).await?;
-                        continue;
-                    };
-                    if self.repair_index(b, &intent.key).await? {
-                        rep.index_entries_fixed += 1;
-                    }
-                    let head_tag = self.head_meta(b, &intent.key).await?.map(|(m, _)| m.tag);
-                    let settled = match intent.op.as_str() {
-                        "put" => head_tag.as_deref() == Some(intent.tag.as_str()),
-                        _ => head_tag.as_deref() != Some(intent.tag.as_str()),
-                    };
-                    if settled || intent.created_ms < cutoff {
-                        self.batches.apply(&self.store, &obj, id, None).await?;
-                    }
+                let Some(b) = buckets.get(&intent.bucket) else {
+                    self.batches.apply(&self.store, &obj, id, None).await?;
+                    continue;
+                };
+                if self.repair_index(b, &intent.key).await? {
+                    rep.index_entries_fixed += 1;
                 }
-                if !page.more {
-                    break;
+                let head_tag = self.head_meta(b, &intent.key).await?.map(|(m, _)| m.tag);
+                let settled = match intent.op.as_str() {
+                    "put" => head_tag.as_deref() == Some(intent.tag.as_str()),
+                    _ => head_tag.as_deref() != Some(intent.tag.as_str()),
+                };
+                if settled || intent.created_ms < cutoff {
+                    self.batches.apply(&self.store, &obj, id, None).await?;
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cyvault_store::{Guard, OmapQuery, StoreError};
+use cyvault_store::{Guard, StoreError};
 
 use crate::checksum::{self, Algo};
 use crate::data::{self, Body};
@@ -212,24 +212,8 @@ impl Vault {
     }
 
     async fn all_parts(&self, b: &BucketRecord, upload: &str) -> Result<Vec<PartRecord>> {
-        let obj = self.obj(layout::parts_name(&b.id, upload));
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
-            let page = match self.store.omap_list(&obj, &q).await {
-                Ok(p) => p,
-                Err(StoreError::NotFound(_)) => return Ok(out),
-                Err(e) => return Err(e.into()),
-            };
-            after = page.entries.last().map(|(k, _)| k.clone());
-            for (_, raw) in &page.entries {
-                out.push(layout::decode::<PartRecord>("part record", raw)?);
-            }
-            if !page.more {
-                return Ok(out);
-            }
-        }
+        let all = self.omap_all(&layout::parts_name(&b.id, upload), None).await?;
+        all.iter().map(|(_, raw)| layout::decode::<PartRecord>("part record", raw)).collect()
     }
 
     pub async fn list_parts(
@@ -364,24 +348,9 @@ impl Vault {
     }
 
     pub(crate) async fn all_uploads(&self, b: &BucketRecord) -> Result<Vec<UploadRecord>> {
-        let obj = self.obj(layout::uploads_name(&b.id));
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let q = OmapQuery { start_after: after.clone(), prefix: None, max: 1000 };
-            let page = match self.store.omap_list(&obj, &q).await {
-                Ok(p) => p,
-                Err(StoreError::NotFound(_)) => break,
-                Err(e) => return Err(e.into()),
-            };
-            after = page.entries.last().map(|(k, _)| k.clone());
-            for (_, raw) in &page.entries {
-                out.push(layout::decode::<UploadRecord>("upload record", raw)?);
-            }
-            if !page.more {
-                break;
-            }
-        }
+        let all = self.omap_all(&layout::uploads_name(&b.id), None).await?;
+        let mut out: Vec<UploadRecord> =
+            all.iter().map(|(_, raw)| layout::decode::<UploadRecord>("upload record", raw)).collect::<Result<_>>()?;
         out.sort_by(|a, b| (&a.key, a.initiated_ms, &a.upload).cmp(&(&b.key, b.initiated_ms, &b.upload)));
         Ok(out)
     }

@@ -201,6 +201,46 @@ macro_rules! set_checksum {
     };
 }
 
+/// The fields GetObject and HeadObject answer alike: validators, length and range, metadata and
+/// the stored headers (with the request's `response-*` overrides).
+macro_rules! object_output {
+    ($ty:ident { $($field:ident: $value:expr),* $(,)? }, $i:expr, $out:expr, $sum:expr) => {{
+        let (i, out, m) = ($i, &$out, &$out.meta);
+        let mut o = $ty {
+            $($field: $value,)*
+            content_length: Some(out.content_length as i64),
+            content_range: out.range.map(|(s, e)| format!("bytes {s}-{}/{}", e.saturating_sub(1), m.size)),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&m.etag)),
+            last_modified: Some(time_of(m.mtime_ms)),
+            metadata: out_meta(&m.user_meta),
+            content_type: i.response_content_type.clone().or_else(|| m.headers.content_type.clone()),
+            content_encoding: i.response_content_encoding.clone().or_else(|| m.headers.content_encoding.clone()),
+            content_disposition: i.response_content_disposition.clone().or_else(|| m.headers.content_disposition.clone()),
+            content_language: i.response_content_language.clone().or_else(|| m.headers.content_language.clone()),
+            cache_control: i.response_cache_control.clone().or_else(|| m.headers.cache_control.clone()),
+            expires: i.response_expires.clone().or_else(|| m.headers.expires.as_deref().and_then(parse_http_date)),
+            parts_count: out.parts_count.map(|n| n as i32),
+            checksum_type: $sum.as_ref().map(checksum_type),
+            ..Default::default()
+        };
+        set_checksum!(o, $sum.as_ref());
+        o
+    }};
+}
+
+/// The preconditions of a GetObject / HeadObject input.
+macro_rules! conditions_of {
+    ($i:expr) => {
+        Conditions {
+            if_match: cond(&$i.if_match),
+            if_none_match: cond(&$i.if_none_match),
+            if_modified_since: $i.if_modified_since.as_ref().map(system_time),
+            if_unmodified_since: $i.if_unmodified_since.as_ref().map(system_time),
+        }
+    };
+}
+
 fn checksum_type(c: &StoredChecksum) -> ChecksumType {
     ChecksumType::from(c.kind.clone())
 }
@@ -470,47 +510,18 @@ impl S3 for Gateway {
             let input = GetInput {
                 range: range_spec(i.range),
                 part_number: i.part_number,
-                conditions: Conditions {
-                    if_match: cond(&i.if_match),
-                    if_none_match: cond(&i.if_none_match),
-                    if_modified_since: i.if_modified_since.as_ref().map(system_time),
-                    if_unmodified_since: i.if_unmodified_since.as_ref().map(system_time),
-                },
+                conditions: conditions_of!(i),
                 head_only: false,
             };
-            let out = self.vault.get_object(&user, &i.bucket, &i.key, input).await?;
-            let m = &out.meta;
+            let mut out = self.vault.get_object(&user, &i.bucket, &i.key, input).await?;
             self.metrics.bytes_out(out.content_length);
             let enabled = i.checksum_mode.as_ref().is_some_and(|c| c.as_str() == ChecksumMode::ENABLED);
-            let sum = meta_checksum_out(m, enabled, out.range.is_none());
-            let mut o = GetObjectOutput {
-                body: Some(StreamingBlob::wrap(crate::data::SyncBody::new(out.body))),
-                content_length: Some(out.content_length as i64),
-                content_range: out.range.map(|(s, e)| format!("bytes {s}-{}/{}", e.saturating_sub(1), m.size)),
-                accept_ranges: Some("bytes".into()),
-                e_tag: Some(etag(&m.etag)),
-                last_modified: Some(time_of(m.mtime_ms)),
-                metadata: out_meta(&m.user_meta),
-                content_type: i.response_content_type.clone().or_else(|| m.headers.content_type.clone()),
-                content_encoding: i.response_content_encoding.clone().or_else(|| m.headers.content_encoding.clone()),
-                content_disposition: i
-                    .response_content_disposition
-                    .clone()
-                    .or_else(|| m.headers.content_disposition.clone()),
-                content_language: i.response_content_language.clone().or_else(|| m.headers.content_language.clone()),
-                cache_control: i.response_cache_control.clone().or_else(|| m.headers.cache_control.clone()),
-                expires: i.response_expires.clone().or_else(|| m.headers.expires.as_deref().and_then(parse_http_date)),
-                tag_count: (!m.tags.is_empty()).then_some(m.tags.len() as i32),
-                parts_count: out.parts_count.map(|n| n as i32),
-                checksum_type: sum.as_ref().map(checksum_type),
-                ..Default::default()
-            };
-            set_checksum!(o, sum.as_ref());
-            let status = if out.range.is_some() && i.part_number.is_none() {
-                Some(http::StatusCode::PARTIAL_CONTENT)
-            } else {
-                None
-            };
+            let sum = meta_checksum_out(&out.meta, enabled, out.range.is_none());
+            let tag_count = (!out.meta.tags.is_empty()).then_some(out.meta.tags.len() as i32);
+            let body = std::mem::replace(&mut out.body, futures::stream::empty().boxed());
+            let body = Some(StreamingBlob::wrap(crate::data::SyncBody::new(body)));
+            let o = object_output!(GetObjectOutput { body: body, tag_count: tag_count }, i, out, sum);
+            let status = (out.range.is_some() && i.part_number.is_none()).then_some(http::StatusCode::PARTIAL_CONTENT);
             let mut resp = S3Response::new(o);
             resp.status = status;
             Ok(resp)
@@ -525,36 +536,13 @@ impl S3 for Gateway {
             let input = GetInput {
                 range: range_spec(i.range),
                 part_number: i.part_number,
-                conditions: Conditions {
-                    if_match: cond(&i.if_match),
-                    if_none_match: cond(&i.if_none_match),
-                    if_modified_since: i.if_modified_since.as_ref().map(system_time),
-                    if_unmodified_since: i.if_unmodified_since.as_ref().map(system_time),
-                },
+                conditions: conditions_of!(i),
                 head_only: true,
             };
             let out = self.vault.get_object(&user, &i.bucket, &i.key, input).await?;
-            let m = &out.meta;
             let enabled = i.checksum_mode.as_ref().is_some_and(|c| c.as_str() == ChecksumMode::ENABLED);
-            let sum = meta_checksum_out(m, enabled, out.range.is_none());
-            let mut o = HeadObjectOutput {
-                content_length: Some(out.content_length as i64),
-                content_range: out.range.map(|(s, e)| format!("bytes {s}-{}/{}", e.saturating_sub(1), m.size)),
-                accept_ranges: Some("bytes".into()),
-                e_tag: Some(etag(&m.etag)),
-                last_modified: Some(time_of(m.mtime_ms)),
-                metadata: out_meta(&m.user_meta),
-                content_type: m.headers.content_type.clone(),
-                content_encoding: m.headers.content_encoding.clone(),
-                content_disposition: m.headers.content_disposition.clone(),
-                content_language: m.headers.content_language.clone(),
-                cache_control: m.headers.cache_control.clone(),
-                expires: m.headers.expires.as_deref().and_then(parse_http_date),
-                parts_count: out.parts_count.map(|n| n as i32),
-                checksum_type: sum.as_ref().map(checksum_type),
-                ..Default::default()
-            };
-            set_checksum!(o, sum.as_ref());
+            let sum = meta_checksum_out(&out.meta, enabled, out.range.is_none());
+            let o = object_output!(HeadObjectOutput {}, i, out, sum);
             let mut resp = S3Response::new(o);
             if out.range.is_some() && i.part_number.is_none() {
                 resp.status = Some(http::StatusCode::PARTIAL_CONTENT);

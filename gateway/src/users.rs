@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use cyvault_store::{OmapQuery, StoreError, WriteOp};
+use cyvault_store::{StoreError, WriteOp};
 use serde::Serialize;
 use tracing::info;
 
@@ -74,22 +74,7 @@ fn new_secret_key() -> String {
 
 impl Vault {
     async fn users_page(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
-        let obj = self.obj(USERS_OBJECT);
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let q = OmapQuery { start_after: after.clone(), prefix: Some(prefix.to_string()), max: 1000 };
-            let page = match self.store.omap_list(&obj, &q).await {
-                Ok(p) => p,
-                Err(StoreError::NotFound(_)) => return Ok(out),
-                Err(e) => return Err(e.into()),
-            };
-            after = page.entries.last().map(|(k, _)| k.clone());
-            out.extend(page.entries);
-            if !page.more {
-                return Ok(out);
-            }
-        }
+        self.omap_all(USERS_OBJECT, Some(prefix)).await
     }
 
     pub(crate) async fn key_record_uncached(&self, access_key: &str) -> Result<Option<KeyRecord>> {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cyvault_store::{DynStore, Guard, ObjectRef, ReadRange, StoreError, WriteOp};
+use cyvault_store::{DynStore, Guard, ObjectRef, OmapQuery, ReadRange, StoreError, WriteOp};
 use tracing::info;
 
 use crate::error::{GwError, Result};
@@ -201,6 +201,27 @@ impl Vault {
     pub(crate) fn forget_key(&self, access_key: &str) {
         if let Ok(mut cache) = self.keys.lock() {
             cache.remove(access_key);
+        }
+    }
+
+    /// Every omap entry of `name` (with `prefix`), in key order, read 1,000 at a time; a missing
+    /// object has none.
+    pub(crate) async fn omap_all(&self, name: &str, prefix: Option<&str>) -> Result<Vec<(String, Bytes)>> {
+        let obj = self.obj(name);
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let q = OmapQuery { start_after: after.clone(), prefix: prefix.map(str::to_string), max: 1000 };
+            let page = match self.store.omap_list(&obj, &q).await {
+                Ok(p) => p,
+                Err(StoreError::NotFound(_)) => return Ok(out),
+                Err(e) => return Err(e.into()),
+            };
+            after = page.entries.last().map(|(k, _)| k.clone());
+            out.extend(page.entries);
+            if !page.more {
+                return Ok(out);
+            }
         }
     }
 
