@@ -135,11 +135,6 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
     let cache = Duration::from_secs(args.auth_cache_secs.unwrap_or(cfg.gateway.auth_cache_secs));
     let vault = Arc::new(Vault::open(store, settings.vault_options(&cfg, cache)).await.context("open the S3 state")?);
     root_credentials(&vault, &settings.data_dir).await?;
-    // Writes cut short by a crash: make the index agree with the objects before serving.
-    let rec = vault.recover(Duration::from_secs(60)).await.context("replay the intent journal")?;
-    if rec.intents > 0 {
-        info!(intents = rec.intents, fixed = rec.index_entries_fixed, "replayed the intent journal");
-    }
 
     let region = args.region.clone().unwrap_or_else(|| cfg.gateway.region.clone());
     let mut builder = S3ServiceBuilder::new(Gateway::new(vault.clone(), metrics.clone(), region));

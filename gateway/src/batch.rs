@@ -1,6 +1,6 @@
 //! Group commit of small omap updates: while one write to an object is in flight, updates to the
 //! same object queue and go out together in the next single write op. Alone, an update costs
-//! one op; under load, a fraction of one. Used for index shards and the intent journal.
+//! one op; under load, a fraction of one. Used for index entries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,21 @@ type Update = (String, Option<Bytes>, oneshot::Sender<bool>);
 struct Queue {
     busy: bool,
     pending: Vec<Update>,
+    /// Conditional updates nobody waits for, flushed together after [`LAZY_DELAY`]: key →
+    /// (new value or removal, the value the key must still hold). A later update of the same
+    /// key from this process replaces them.
+    lazy: BTreeMap<String, (Option<Bytes>, Bytes)>,
+    lazy_scheduled: bool,
 }
+
+impl Queue {
+    fn idle(&self) -> bool {
+        !self.busy && self.pending.is_empty() && self.lazy.is_empty() && !self.lazy_scheduled
+    }
+}
+
+/// How long lazy updates gather before they go out in one write.
+const LAZY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Per-object queues of omap updates (set with `Some`, remove with `None`).
 #[derive(Clone, Default)]
@@ -45,6 +59,7 @@ impl OmapBatcher {
         let lead = match self.queues.lock() {
             Ok(mut queues) => {
                 let q = queues.entry(obj.name.clone()).or_default();
+                q.lazy.remove(key);
                 q.pending.push((key.to_string(), value, tx));
                 !std::mem::replace(&mut q.busy, true)
             }
@@ -54,6 +69,38 @@ impl OmapBatcher {
             tokio::spawn(drain(store.clone(), self.queues.clone(), obj.clone()));
         }
         rx
+    }
+
+    /// Queues a conditional update nobody waits for: within [`LAZY_DELAY`] it goes out with the
+    /// object's other lazy updates in one write, applied only where the key still holds
+    /// `expect` (so it never undoes a newer update from any process).
+    pub fn submit_lazy(&self, store: &DynStore, obj: &ObjectRef, key: &str, value: Option<Bytes>, expect: Bytes) {
+        let schedule = match self.queues.lock() {
+            Ok(mut queues) => {
+                let q = queues.entry(obj.name.clone()).or_default();
+                q.lazy.insert(key.to_string(), (value, expect));
+                !std::mem::replace(&mut q.lazy_scheduled, true)
+            }
+            Err(_) => false,
+        };
+        if !schedule {
+            return;
+        }
+        let (store, queues, obj) = (store.clone(), self.queues.clone(), obj.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(LAZY_DELAY).await;
+            let lazy = {
+                let Ok(mut qs) = queues.lock() else { return };
+                let Some(q) = qs.get_mut(&obj.name) else { return };
+                q.lazy_scheduled = false;
+                let lazy = std::mem::take(&mut q.lazy);
+                if q.idle() {
+                    qs.remove(&obj.name);
+                }
+                lazy
+            };
+            flush_conditional(&store, &obj, lazy).await;
+        });
     }
 
     /// Applies one update, batched with others; if its batch fails, retries it alone so the
@@ -93,13 +140,57 @@ async fn apply_one(
     }
 }
 
+fn conditional_op(updates: &BTreeMap<String, (Option<Bytes>, Bytes)>) -> WriteOp {
+    let mut op = WriteOp::new();
+    for (k, (_, expect)) in updates {
+        op = op.omap_cmp(k.clone(), expect.clone());
+    }
+    let sets: BTreeMap<String, Bytes> =
+        updates.iter().filter_map(|(k, (v, _))| v.clone().map(|v| (k.clone(), v))).collect();
+    let removes: Vec<String> = updates.iter().filter(|(_, (v, _))| v.is_none()).map(|(k, _)| k.clone()).collect();
+    if !sets.is_empty() {
+        op = op.omap_set(sets);
+    }
+    if !removes.is_empty() {
+        op = op.omap_remove(removes);
+    }
+    op
+}
+
+/// Applies conditional updates in one write; when some key moved on (the write fails as a
+/// whole), applies them one by one and skips those that no longer hold.
+async fn flush_conditional(store: &DynStore, obj: &ObjectRef, updates: BTreeMap<String, (Option<Bytes>, Bytes)>) {
+    if updates.is_empty() {
+        return;
+    }
+    match store.execute(obj, conditional_op(&updates)).await {
+        Ok(_) => return,
+        Err(StoreError::Conflict(_)) if updates.len() > 1 => {}
+        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => return,
+        Err(e) => {
+            tracing::debug!(object = %obj, error = %e, "settling index entries failed; listings read the heads meanwhile");
+            return;
+        }
+    }
+    for (k, u) in updates {
+        let one = BTreeMap::from([(k, u)]);
+        match store.execute(obj, conditional_op(&one)).await {
+            Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
+            Err(e) => tracing::debug!(object = %obj, error = %e, "settling an index entry failed"),
+        }
+    }
+}
+
 async fn drain(store: DynStore, queues: Arc<Mutex<HashMap<String, Queue>>>, obj: ObjectRef) {
     loop {
         let batch = {
             let Ok(mut qs) = queues.lock() else { return };
             let Some(q) = qs.get_mut(&obj.name) else { return };
             if q.pending.is_empty() {
-                qs.remove(&obj.name);
+                q.busy = false;
+                if q.idle() {
+                    qs.remove(&obj.name);
+                }
                 return;
             }
             std::mem::take(&mut q.pending)

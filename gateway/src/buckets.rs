@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use cyvault_store::{OmapQuery, StoreError, WriteOp};
+use cyvault_store::{StoreError, WriteOp};
 use tracing::info;
 
 use crate::error::{GwError, Result};
@@ -73,17 +73,21 @@ impl Vault {
         Ok(self.all_buckets().await?.into_iter().filter(|b| b.owner == user).collect())
     }
 
-    /// True when the bucket has no object (listing every shard for one key).
+    /// True when the bucket has no object. Pending index entries (a delete still settling) count
+    /// only when their head exists, as in listings.
     async fn bucket_is_empty(&self, b: &BucketRecord) -> Result<bool> {
-        for shard in 0..b.shards {
-            let q = OmapQuery { start_after: None, prefix: None, max: 1 };
-            match self.store.omap_list(&self.obj(layout::index_name(&b.id, shard)), &q).await {
-                Ok(p) if !p.entries.is_empty() => return Ok(false),
-                Ok(_) | Err(StoreError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
+        let mut after = None;
+        loop {
+            let q = crate::index::ListQuery { start_after: after, max_keys: 1000, ..Default::default() };
+            let page = self.list_index(b, &q).await?;
+            if !page.entries.is_empty() {
+                return Ok(false);
             }
+            if !page.truncated {
+                return Ok(true);
+            }
+            after = page.next_marker;
         }
-        Ok(true)
     }
 
     pub async fn delete_bucket(&self, user: &str, name: &str) -> Result<()> {

@@ -7,7 +7,7 @@ use futures::stream;
 
 use crate::data;
 use crate::error::{GwError, Result};
-use crate::layout::{self, BucketRecord, Layout, ObjectMeta};
+use crate::layout::{self, BucketRecord, IndexEntry, Layout, ObjectMeta};
 use crate::vault::{CAS_ATTEMPTS, Vault, cas_exhausted};
 
 /// Every data object of an object except its head.
@@ -50,21 +50,21 @@ impl Vault {
                 self.index_remove(b, key).await?;
                 return Ok(());
             };
-            let intent = self.intent_begin(b, key, "delete", &meta.tag).await?;
+            // Pending first: from now on listings ask the head, so a crash after the removal
+            // never leaves the key listed.
+            // (Its mtime is when it became pending: how the sweeper tells it may be in flight.)
+            let pending = IndexEntry { mtime_ms: layout::now_ms(), ..IndexEntry::of(&meta).pending() };
+            self.index_set(b, key, &pending).await?;
             match self.store.execute(&head, WriteOp::new().guard(Guard::Version(version)).remove()).await {
                 Ok(_) => {
-                    self.index_remove(b, key).await?;
-                    self.intent_done(&intent);
+                    self.index_settle(b, key, &pending, None);
                     data::remove_all(self, &data_names(&b.id, key, &meta)).await;
                     return Ok(());
                 }
                 // Overwritten or removed meanwhile: look again.
-                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-                    self.intent_done(&intent);
-                    continue;
-                }
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => continue,
                 Err(e) => {
-                    self.intent_done(&intent);
+                    self.index_settle(b, key, &pending, Some(&IndexEntry::of(&meta)));
                     return Err(e.into());
                 }
             }

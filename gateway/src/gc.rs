@@ -16,7 +16,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 
 use crate::error::Result;
-use crate::layout::{self, BucketRecord, IndexEntry, Layout, OWNER_XATTR, ObjectMeta, OwnerTag};
+use crate::layout::{self, BucketRecord, Layout, OWNER_XATTR, ObjectMeta, OwnerTag};
 use crate::vault::Vault;
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -38,10 +38,6 @@ impl Vault {
             self.all_buckets().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
 
         // 1. Old uploads are aborted; live uploads' part tags are remembered.
-        if !dry_run {
-            let r = self.recover(grace.min(Duration::from_secs(60))).await?;
-            rep.index_entries_fixed += r.index_entries_fixed;
-        }
         let mut live_parts: HashSet<(String, String)> = HashSet::new();
         let mut live_uploads: HashSet<String> = HashSet::new();
         // Uploads aborted by this sweep: their parts go with them, not as orphans.
@@ -153,13 +149,8 @@ impl Vault {
         }
         for (bid, key) in named {
             let Some(b) = buckets.get(&bid) else { continue };
-            if dry_run {
-                let head = self.head_meta(b, &key).await?.map(|(m, _)| IndexEntry::of(&m));
-                if self.index_get(b, &key).await? != head {
-                    rep.index_entries_fixed += 1;
-                }
-            } else if self.repair_index(b, &key).await? {
-                debug!(bucket = %b.name, key, "index entry repaired from the head");
+            if self.repair_index(b, &key, !dry_run).await? {
+                debug!(bucket = %b.name, key, dry_run, "index entry repaired from the head");
                 rep.index_entries_fixed += 1;
             }
         }

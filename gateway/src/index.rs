@@ -9,6 +9,10 @@ use crate::error::Result;
 use crate::layout::{self, BucketRecord, IndexEntry};
 use crate::vault::Vault;
 
+/// A pending entry younger than this may belong to an operation still in flight; only the
+/// operation itself settles it until then (listings read the head meanwhile).
+pub const PENDING_SETTLE_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What to list.
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
@@ -66,37 +70,59 @@ impl Vault {
         Ok(())
     }
 
+    /// Settles a pending entry in the background: within 100 ms, with the shard's other settled
+    /// entries in one write, the key gets `settled` (or is removed) if it still holds `pending`
+    /// exactly: a newer pending entry, from this gateway or another, is never undone.
+    pub(crate) fn index_settle(&self, b: &BucketRecord, key: &str, pending: &IndexEntry, settled: Option<&IndexEntry>) {
+        self.batches.submit_lazy(
+            &self.store,
+            &self.index_obj(b, key),
+            key,
+            settled.map(layout::encode),
+            layout::encode(pending),
+        );
+    }
+
     pub(crate) async fn index_remove(&self, b: &BucketRecord, key: &str) -> Result<()> {
         self.batches.apply(&self.store, &self.index_obj(b, key), key, None).await
     }
 
     /// Makes the index entry of `key` say what its head says (or removes it when there is no
-    /// head). Safe beside live writers: it re-reads the head after writing and repeats if a
-    /// write committed meanwhile, so it never leaves an older version in the index.
-    /// Returns whether the entry had to change.
-    pub(crate) async fn repair_index(&self, b: &BucketRecord, key: &str) -> Result<bool> {
-        let mut changed = false;
-        for _ in 0..crate::vault::CAS_ATTEMPTS {
-            let head = self.head_meta(b, key).await?.map(|(m, _)| IndexEntry::of(&m));
-            if self.index_get(b, key).await? != head {
-                changed = true;
-                match &head {
-                    Some(e) => self.index_set(b, key, e).await?,
-                    None => self.index_remove(b, key).await?,
-                }
-            }
-            let again = self.head_meta(b, key).await?.map(|(m, _)| IndexEntry::of(&m));
-            if again == head {
-                return Ok(changed);
-            }
+    /// head), unless an operation may still be in flight on it (a pending entry younger than
+    /// [`PENDING_SETTLE_AGE`]). The write is conditional on the entry it read, so it never undoes
+    /// a newer update. Returns whether `apply` changed (or, dry, would change) the entry.
+    pub(crate) async fn repair_index(&self, b: &BucketRecord, key: &str, apply: bool) -> Result<bool> {
+        let obj = self.index_obj(b, key);
+        let raw = match self.store.omap_get(&obj, &[key.to_string()]).await {
+            Ok(mut m) => m.remove(key),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let current: Option<IndexEntry> = raw.as_ref().map(|r| layout::decode("index entry", r)).transpose()?;
+        if let Some(c) = &current
+            && c.pending
+            && c.mtime_ms + PENDING_SETTLE_AGE.as_millis() as u64 > layout::now_ms()
+        {
+            return Ok(false);
         }
-        Err(crate::vault::cas_exhausted("repair index entry"))
-    }
-
-    pub(crate) async fn index_get(&self, b: &BucketRecord, key: &str) -> Result<Option<IndexEntry>> {
-        match self.store.omap_get(&self.index_obj(b, key), &[key.to_string()]).await {
-            Ok(m) => m.get(key).map(|raw| layout::decode("index entry", raw)).transpose(),
-            Err(StoreError::NotFound(_)) => Ok(None),
+        let head = self.head_meta(b, key).await?.map(|(m, _)| IndexEntry::of(&m));
+        if current == head {
+            return Ok(false);
+        }
+        if !apply {
+            return Ok(true);
+        }
+        let mut op = cyvault_store::WriteOp::new();
+        if let Some(r) = raw {
+            op = op.omap_cmp(key, r);
+        }
+        op = match &head {
+            Some(e) => op.omap_set_one(key, layout::encode(e)),
+            None => op.omap_remove(vec![key.to_string()]),
+        };
+        match self.store.execute(&obj, op).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -121,6 +147,26 @@ impl Vault {
             Err(StoreError::NotFound(_)) => c.done = true,
             Err(e) => return Err(e.into()),
         }
+        Ok(())
+    }
+
+    /// Replaces pending entries by what their heads say (dropping those with no head).
+    async fn resolve_pending(&self, b: &BucketRecord, entries: &mut Vec<(String, IndexEntry)>) -> Result<()> {
+        let keys: Vec<String> = entries.iter().filter(|(_, e)| e.pending).map(|(k, _)| k.clone()).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let heads = try_join_all(keys.iter().map(|k| self.head_meta(b, k))).await?;
+        let settled: std::collections::HashMap<&String, Option<IndexEntry>> =
+            keys.iter().zip(heads).map(|(k, h)| (k, h.map(|(m, _)| IndexEntry::of(&m)))).collect();
+        entries.retain_mut(|(k, e)| match settled.get(k) {
+            Some(Some(head)) => {
+                *e = head.clone();
+                true
+            }
+            Some(None) => false,
+            None => true,
+        });
         Ok(())
     }
 
@@ -196,6 +242,7 @@ impl Vault {
         if !out.truncated {
             out.next_marker = None;
         }
+        self.resolve_pending(b, &mut out.entries).await?;
         Ok(out)
     }
 }

@@ -205,11 +205,28 @@ pub struct IndexEntry {
     pub mtime_ms: u64,
     #[serde(rename = "t")]
     pub tag: String,
+    /// Set before a head is written or removed, cleared after: a pending entry is not trusted,
+    /// listings ask the head instead. This is what keeps listings right across crashes.
+    #[serde(rename = "p", default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl IndexEntry {
+    /// The settled entry for an object's metadata.
     pub fn of(meta: &ObjectMeta) -> IndexEntry {
-        IndexEntry { size: meta.size, etag: meta.etag.clone(), mtime_ms: meta.mtime_ms, tag: meta.tag.clone() }
+        IndexEntry {
+            size: meta.size,
+            etag: meta.etag.clone(),
+            mtime_ms: meta.mtime_ms,
+            tag: meta.tag.clone(),
+            pending: false,
+        }
+    }
+
+    /// The same entry, marked pending.
+    pub fn pending(mut self) -> IndexEntry {
+        self.pending = true;
+        self
     }
 }
 

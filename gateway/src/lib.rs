@@ -16,7 +16,6 @@ pub mod error;
 pub mod gc;
 pub mod get_object;
 pub mod index;
-pub mod journal;
 pub mod layout;
 pub mod metered;
 pub mod metrics;

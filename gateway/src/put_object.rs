@@ -243,7 +243,11 @@ impl Vault {
         first: Bytes,
         guard: Guard,
     ) -> Result<()> {
-        let intent = self.intent_begin(b, key, "put", &meta.tag).await?;
+        // 1. The index entry goes in pending: from now on listings ask the head about this key.
+        let settled = IndexEntry::of(meta);
+        let pending = settled.clone().pending();
+        self.index_set(b, key, &pending).await?;
+        // 2. The head: the commit point.
         let op = WriteOp::new().guard(guard).write_full(first).set_xattr(HEAD_XATTR, layout::encode(meta));
         let written = match self.store.execute(&self.obj(layout::head_name(&b.id, key)), op).await {
             Ok(_) => Ok(()),
@@ -252,11 +256,16 @@ impl Vault {
             Err(e) => Err(e.into()),
         };
         if let Err(e) = written {
-            self.intent_done(&intent);
+            // Settle the entry to whatever head is there (conditional on our pending entry, so a
+            // newer writer's is left alone; listings are right meanwhile).
+            if let Ok(head) = self.head_meta(b, key).await {
+                let now = head.map(|(m, _)| IndexEntry::of(&m));
+                self.index_settle(b, key, &pending, now.as_ref());
+            }
             return Err(e);
         }
-        self.index_set(b, key, &IndexEntry::of(meta)).await?;
-        self.intent_done(&intent);
+        // 3. Settle the entry in the background (group-committed); until then listings read the head.
+        self.index_settle(b, key, &pending, Some(&settled));
         Ok(())
     }
 }

@@ -39,7 +39,7 @@ impl Default for VaultOptions {
             pool: "cyvault".into(),
             namespace: String::new(),
             stripe_size: 4 << 20,
-            index_shards: 8,
+            index_shards: 4,
             cache_ttl: Duration::from_secs(5),
             write_depth: 3,
             read_ahead: 2,
@@ -55,8 +55,6 @@ pub struct Vault {
     buckets: Mutex<HashMap<String, (Instant, Option<BucketRecord>)>>,
     keys: Mutex<HashMap<String, (Instant, KeyRecord)>>,
     pub(crate) batches: crate::batch::OmapBatcher,
-    /// Finished intents waiting to be trimmed, and whether a trim is scheduled.
-    pub(crate) finished: std::sync::Arc<Mutex<(Vec<String>, bool)>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -78,7 +76,6 @@ impl Vault {
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             batches: Default::default(),
-            finished: Default::default(),
         };
         let meta = vault.obj(META_OBJECT);
         match vault.store.omap_get(&meta, &["format".to_string()]).await {
@@ -100,16 +97,6 @@ impl Vault {
             }
             Err(e) => return Err(e.into()),
         }
-        // The journal shards always exist, so the object set does not depend on which shards
-        // happened to be used.
-        for shard in 0..crate::journal::JOURNAL_SHARDS {
-            let obj = vault.obj(format!("{}{shard}", crate::journal::JOURNAL_PREFIX));
-            match vault.store.execute(&obj, WriteOp::new().guard(Guard::CreateExclusive).write_full(Bytes::new())).await
-            {
-                Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
         Ok(vault)
     }
 
@@ -122,7 +109,6 @@ impl Vault {
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             batches: Default::default(),
-            finished: Default::default(),
         }
     }
 

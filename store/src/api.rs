@@ -168,6 +168,12 @@ pub enum WriteStep {
     OmapSet(BTreeMap<String, Bytes>),
     OmapRemove(Vec<String>),
     OmapClear,
+    /// Assert that an omap key holds exactly this value (else the whole op fails with
+    /// `Conflict`; a missing key does not match). Checked atomically with the other steps.
+    OmapCmp {
+        key: String,
+        value: Bytes,
+    },
     /// Delete the object with its xattrs and omap. Must be the only step.
     Remove,
 }
@@ -215,6 +221,9 @@ impl WriteOp {
     pub fn omap_clear(self) -> Self {
         self.step(WriteStep::OmapClear)
     }
+    pub fn omap_cmp(self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.step(WriteStep::OmapCmp { key: key.into(), value: value.into() })
+    }
     pub fn remove(self) -> Self {
         self.step(WriteStep::Remove)
     }
@@ -252,6 +261,7 @@ impl WriteOp {
                         validate_key("omap key", key)?;
                     }
                 }
+                WriteStep::OmapCmp { key, .. } => validate_key("omap key", key)?,
                 WriteStep::Write { offset, data } => {
                     offset
                         .checked_add(data.len() as u64)

@@ -301,10 +301,22 @@ impl LocalStore {
             if depends_on_old && current.as_ref().map(|r| r.version) != seen_version {
                 return Ok(Committed::Raced);
             }
+            let omap_prefix = codec::omap_prefix(&obj.pool, &obj.namespace, &obj.name);
+            for step in &op.steps {
+                if let WriteStep::OmapCmp { key: k, value } = step {
+                    let mut full = omap_prefix.clone();
+                    full.extend_from_slice(k.as_bytes());
+                    let cur = omap.get(full.as_slice()).map_err(|e| db_error("read omap key", e))?;
+                    if cur.as_ref().map(|v| v.value()) != Some(value.as_ref()) {
+                        return Err(StoreError::Conflict(format!(
+                            "{obj}: omap key {k:?} does not hold the expected value"
+                        )));
+                    }
+                }
+            }
             let version =
                 counters.get("next_version").map_err(|e| db_error("read version counter", e))?.map_or(1, |v| v.value());
             counters.insert("next_version", version + 1).map_err(|e| db_error("bump version counter", e))?;
-            let omap_prefix = codec::omap_prefix(&obj.pool, &obj.namespace, &obj.name);
             let old_file = match &current {
                 Some(ObjectRecord { data: DataRef::File(id), .. }) => Some(*id),
                 _ => None,
@@ -363,7 +375,11 @@ impl LocalStore {
                         }
                     }
                     WriteStep::OmapClear => clear_omap(&mut omap, &omap_prefix)?,
-                    WriteStep::WriteFull(_) | WriteStep::Write { .. } | WriteStep::Truncate(_) | WriteStep::Remove => {}
+                    WriteStep::WriteFull(_)
+                    | WriteStep::Write { .. }
+                    | WriteStep::Truncate(_)
+                    | WriteStep::Remove
+                    | WriteStep::OmapCmp { .. } => {}
                 }
             }
             rec.version = version;

@@ -16,6 +16,7 @@ pub type rados_list_ctx_t = *mut c_void;
 pub type rados_callback_t = Option<unsafe extern "C" fn(cb: rados_completion_t, arg: *mut c_void)>;
 
 pub const LIBRADOS_CREATE_EXCLUSIVE: c_int = 1;
+pub const LIBRADOS_CMPXATTR_OP_EQ: u8 = 1;
 
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -102,6 +103,15 @@ unsafe extern "C" {
         key_lens: *const size_t,
         val_lens: *const size_t,
         num: size_t,
+    );
+    pub fn rados_write_op_omap_cmp2(
+        op: rados_write_op_t,
+        key: *const c_char,
+        comparison_operator: u8,
+        val: *const c_char,
+        key_len: size_t,
+        val_len: size_t,
+        prval: *mut c_int,
     );
     pub fn rados_write_op_omap_rm_keys2(
         op: rados_write_op_t,

@@ -429,6 +429,7 @@ impl ObjectStore for RadosStore {
                 WriteStep::OmapSet(entries) => w.omap_set(entries)?,
                 WriteStep::OmapRemove(keys) => w.omap_remove(keys)?,
                 WriteStep::OmapClear => w.omap_clear(),
+                WriteStep::OmapCmp { key, value } => w.omap_cmp(key, value),
                 WriteStep::Remove => w.remove(),
             }
         }
@@ -444,6 +445,7 @@ impl ObjectStore for RadosStore {
                 Err(StoreError::Conflict(format!("{obj} is no longer at version {}", guard_version(guard))))
             }
             Err(rv) if rv == -libc::EEXIST => Err(StoreError::AlreadyExists(format!("{obj}"))),
+            Err(rv) if rv == -libc::ECANCELED => Err(StoreError::Conflict(format!("{obj}: an omap comparison failed"))),
             Err(rv) => Err(StoreError::from_errno(rv, format!("write {obj}"))),
         }
     }

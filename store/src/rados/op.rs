@@ -552,6 +552,21 @@ impl WriteOpBuilder {
         });
         Ok(())
     }
+    pub fn omap_cmp(&mut self, key: &str, value: &[u8]) {
+        // SAFETY: key and value are valid for the call and librados copies them; a NULL prval is
+        // allowed (the whole op fails with -ECANCELED when the comparison does not hold).
+        self.with(|op| unsafe {
+            ffi::rados_write_op_omap_cmp2(
+                op,
+                key.as_ptr().cast(),
+                ffi::LIBRADOS_CMPXATTR_OP_EQ,
+                value.as_ptr().cast(),
+                key.len(),
+                value.len(),
+                ptr::null_mut(),
+            )
+        });
+    }
     pub fn omap_remove(&mut self, keys: &[String]) -> Result<()> {
         let ks: Vec<CString> = keys.iter().map(|k| cstring(k, "omap key")).collect::<Result<_>>()?;
         let ptrs: Vec<*const c_char> = ks.iter().map(|k| k.as_ptr()).collect();

@@ -19,7 +19,7 @@ macro_rules! conformance_suite {
             read_write_full, ranges, stat_and_versions, write_at_offset_and_truncate, remove_semantics,
             xattrs, omap, omap_paging, compound_create_exclusive_is_atomic, version_guard_is_atomic,
             must_exist_guard, racing_cas_writers, list_pagination, hostile_names, large_objects,
-            remove_clears_attributes, invalid_ops, read_with_xattrs_is_one_version);
+            remove_clears_attributes, invalid_ops, read_with_xattrs_is_one_version, omap_cmp_is_atomic);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -175,6 +175,38 @@ pub async fn read_with_xattrs_is_one_version(s: Store, pool: &str, ns: &str) {
     assert!(r.data.is_empty() && r.version == v && x.contains_key("meta"), "metadata only");
     let (r, _) = ok(s.read_with_xattrs(&o, ReadRange::Range { offset: 400_000, len: 10 }).await);
     assert!(r.data.is_empty(), "past the end reads nothing");
+}
+
+pub async fn omap_cmp_is_atomic(s: Store, pool: &str, ns: &str) {
+    let o = obj(pool, ns, "cmp");
+    ok(s.omap_set(&o, BTreeMap::from([("k".to_string(), Bytes::from_static(b"v1"))])).await);
+    // Holds: applied with the rest of the op.
+    ok(s.execute(
+        &o,
+        WriteOp::new().omap_cmp("k", Bytes::from_static(b"v1")).omap_set_one("k", Bytes::from_static(b"v2")),
+    )
+    .await);
+    // No longer holds: nothing of the op is applied.
+    let op = WriteOp::new()
+        .omap_cmp("k", Bytes::from_static(b"v1"))
+        .omap_set_one("k", Bytes::from_static(b"v3"))
+        .omap_set_one("other", Bytes::from_static(b"x"));
+    expect_err(s.execute(&o, op).await, "VAULT-ST-003");
+    // A missing key never matches.
+    expect_err(
+        s.execute(&o, WriteOp::new().omap_cmp("absent", Bytes::from_static(b"v1")).omap_remove(vec!["k".into()])).await,
+        "VAULT-ST-003",
+    );
+    let all = ok(s.omap_get(&o, &["k".to_string(), "other".to_string()]).await);
+    assert_eq!(all, BTreeMap::from([("k".to_string(), Bytes::from_static(b"v2"))]));
+    // Several comparisons in one op: all must hold.
+    ok(s.omap_set(&o, BTreeMap::from([("a".to_string(), Bytes::from_static(b"1"))])).await);
+    let both = WriteOp::new()
+        .omap_cmp("k", Bytes::from_static(b"v2"))
+        .omap_cmp("a", Bytes::from_static(b"1"))
+        .omap_remove(vec!["k".into(), "a".into()]);
+    ok(s.execute(&o, both).await);
+    assert!(ok(s.omap_get(&o, &["k".to_string(), "a".to_string()]).await).is_empty());
 }
 
 fn keys(entries: &[(String, Bytes)]) -> Vec<&str> {
