@@ -40,23 +40,26 @@ impl Vault {
         // 1. Old uploads are aborted; live uploads' part tags are remembered.
         let mut live_parts: HashSet<(String, String)> = HashSet::new();
         let mut live_uploads: HashSet<String> = HashSet::new();
-        // Uploads aborted by this sweep: their parts go with them, not as orphans.
-        let mut aborted: HashSet<String> = HashSet::new();
+        // Recorded parts of uploads this sweep aborts: they go with the abort, not as orphans
+        // (stripes of a part that was never recorded are orphans either way).
+        let mut aborted_parts: HashSet<(String, String)> = HashSet::new();
         for b in buckets.values() {
             for up in self.all_uploads(b).await? {
+                let mut tags = Vec::new();
+                for (_, raw) in self.omap_all(&layout::parts_name(&b.id, &up.upload), None).await? {
+                    let p: layout::PartRecord = layout::decode("part record", &raw)?;
+                    tags.push((up.upload.clone(), p.tag));
+                }
                 if up.initiated_ms < cutoff {
                     rep.uploads_aborted += 1;
-                    aborted.insert(up.upload.clone());
+                    aborted_parts.extend(tags);
                     if !dry_run {
                         self.abort_upload_records(b, &up).await?;
                     }
                     continue;
                 }
                 live_uploads.insert(up.upload.clone());
-                for (_, raw) in self.omap_all(&layout::parts_name(&b.id, &up.upload), None).await? {
-                    let p: layout::PartRecord = layout::decode("part record", &raw)?;
-                    live_parts.insert((up.upload.clone(), p.tag));
-                }
+                live_parts.extend(tags);
             }
         }
 
@@ -99,11 +102,11 @@ impl Vault {
                     self.reclaim(&name, Some(owner.created_ms), cutoff, dry_run, &mut rep).await?;
                     continue;
                 };
-                if let Some(up) = &owner.upload
-                    && (aborted.contains(up)
-                        || (live_uploads.contains(up) && live_parts.contains(&(up.clone(), owner.tag.clone()))))
-                {
-                    continue;
+                if let Some(up) = &owner.upload {
+                    let part = (up.clone(), owner.tag.clone());
+                    if aborted_parts.contains(&part) || (live_uploads.contains(up) && live_parts.contains(&part)) {
+                        continue;
+                    }
                 }
                 let ck = (b.id.clone(), owner.key.clone());
                 if !head_cache.contains_key(&ck) {
