@@ -92,13 +92,22 @@ impl Gateway {
     }
 
     fn spawn(&mut self) {
+        self.spawn_with(true);
+    }
+
+    /// Starts the process; with `root_env`, hands it our root credentials, else lets it use or
+    /// generate its own (and picks up the keys it prints).
+    fn spawn_with(&mut self, root_env: bool) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cyvault"));
         cmd.args(["--log", "info", "gateway", "--listen", "127.0.0.1:0"])
             .args(self.backend_args())
-            .args(&self.extra_args)
-            .env("CYVAULT_ROOT_ACCESS_KEY", &self.access_key)
-            .env("CYVAULT_ROOT_SECRET_KEY", &self.secret_key)
-            .env_remove("CYVAULT_BACKEND")
+            .args(&self.extra_args);
+        if root_env {
+            cmd.env("CYVAULT_ROOT_ACCESS_KEY", &self.access_key).env("CYVAULT_ROOT_SECRET_KEY", &self.secret_key);
+        } else {
+            cmd.env_remove("CYVAULT_ROOT_ACCESS_KEY").env_remove("CYVAULT_ROOT_SECRET_KEY");
+        }
+        cmd.env_remove("CYVAULT_BACKEND")
             .env_remove("CYVAULT_DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -123,6 +132,12 @@ impl Gateway {
                     if let Some(url) = line.strip_prefix("listening on ") {
                         self.endpoint = url.trim().to_string();
                         break;
+                    }
+                    if let Some(k) = line.strip_prefix("root access key: ") {
+                        self.access_key = k.trim().to_string();
+                    }
+                    if let Some(k) = line.strip_prefix("root secret key: ") {
+                        self.secret_key = k.trim().to_string();
                     }
                     self.banner.push(line);
                 }
@@ -295,54 +310,6 @@ impl Gateway {
     /// (a new port). Keeps the known keys when the gateway prints none.
     pub fn restart_generated_root(&mut self) {
         assert!(self.child.is_none(), "stop or kill9 the gateway first");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cyvault"));
-        cmd.args(["--log", "info", "gateway", "--listen", "127.0.0.1:0"])
-            .args(self.backend_args())
-            .args(&self.extra_args)
-            .env_remove("CYVAULT_ROOT_ACCESS_KEY")
-            .env_remove("CYVAULT_ROOT_SECRET_KEY")
-            .env_remove("CYVAULT_BACKEND")
-            .env_remove("CYVAULT_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn cyvault gateway: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout pipe"));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        self.banner.clear();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("listening on ") {
-                        self.endpoint = url.trim().to_string();
-                        break;
-                    }
-                    if let Some(k) = line.strip_prefix("root access key: ") {
-                        self.access_key = k.trim().to_string();
-                    }
-                    if let Some(k) = line.strip_prefix("root secret key: ") {
-                        self.secret_key = k.trim().to_string();
-                    }
-                    self.banner.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let status = child.wait();
-                    panic!(
-                        "gateway did not print `listening on …` within 60 s (exit: {status:?}); it printed {:?}",
-                        self.banner
-                    );
-                }
-            }
-        }
-        self.child = Some(child);
+        self.spawn_with(false);
     }
 }
