@@ -49,7 +49,13 @@ pub async fn run(args: ListBench) -> Result<ExitCode> {
     let b = vault.create_bucket("perf", &bucket).await.context("create the benchmark bucket")?;
     // 100 "directories" of n/100 keys each: "d042/obj-0000123".
     let keys: Vec<String> = (0..args.keys).map(|i| format!("d{:03}/obj-{i:07}", i % 100)).collect();
-    let entry = |i: usize| IndexEntry { size: 4096, etag: format!("{i:032x}"), mtime_ms: 1, tag: "bench".into(), pending: false };
+    let entry = |i: usize| IndexEntry {
+        size: 4096,
+        etag: format!("{i:032x}"),
+        mtime_ms: 1,
+        tag: "bench".into(),
+        pending: false,
+    };
     let t = Instant::now();
     vault.load_index(&b, keys.iter().enumerate().map(|(i, k)| (k.clone(), entry(i))).collect()).await?;
     let load = t.elapsed();
