@@ -313,3 +313,27 @@ impl Gateway {
         self.spawn_with(false);
     }
 }
+
+impl Gateway {
+    /// A second gateway process on the same storage (same RADOS pool and namespace, same root
+    /// credentials), as behind a load balancer. Only meaningful on RADOS: the local backend has
+    /// one opener per data dir.
+    pub fn another(&self, extra: &[&str]) -> Gateway {
+        assert_eq!(self.backend, Backend::Rados, "several gateways share state on RADOS only");
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let mut gw = Gateway {
+            child: None,
+            backend: self.backend,
+            endpoint: String::new(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            data_dir: tmp.path().join("data"),
+            _tmp: Some(tmp),
+            namespace: self.namespace.clone(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            banner: Vec::new(),
+        };
+        gw.spawn();
+        gw
+    }
+}
