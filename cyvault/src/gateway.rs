@@ -38,6 +38,10 @@ pub struct GatewayArgs {
     /// PEM private key for HTTPS [config: gateway.tls_key].
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Also serve Prometheus `GET /metrics` on this address (the S3 port always has
+    /// `/_cyvault/metrics`) [config: gateway.metrics_listen; default: off].
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Seconds users, keys and bucket records are cached [config: gateway.auth_cache_secs; default: 5].
     #[arg(long)]
     pub auth_cache_secs: Option<u64>,
@@ -184,6 +188,16 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
         });
     }
 
+    let metrics_listen = args.metrics_listen.clone().unwrap_or_else(|| cfg.gateway.metrics_listen.clone());
+    if !metrics_listen.is_empty() {
+        let addr: SocketAddr = metrics_listen.parse().with_context(|| format!("metrics address {metrics_listen:?}"))?;
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr} for metrics"))?;
+        info!(addr = %l.local_addr()?, "Prometheus metrics on /metrics");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "metrics on http://{}/metrics", l.local_addr()?)?;
+        drop(out);
+        tokio::spawn(server::serve_metrics(l, metrics.clone()));
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!(%bound, backend = ?settings.backend, pool = %settings.pool, "S3 gateway ready");
     {

@@ -32,6 +32,7 @@ pub struct GatewaySection {
     pub tls_key: String,
     pub shutdown_grace_secs: u64,
     pub auth_cache_secs: u64,
+    pub metrics_listen: String,
 }
 
 impl Default for GatewaySection {
@@ -44,6 +45,7 @@ impl Default for GatewaySection {
             tls_key: String::new(),
             shutdown_grace_secs: 30,
             auth_cache_secs: 5,
+            metrics_listen: String::new(),
         }
     }
 }

@@ -92,7 +92,7 @@ fn virtual_hosted_style_with_a_domain() {
 
 #[test]
 fn metrics_and_request_ids() {
-    let gw = Gateway::start(Backend::Local);
+    let gw = Gateway::start_with(Backend::Local, &["--metrics-listen", "127.0.0.1:0"]);
     let (code, _) = curl(&gw, &["-X", "PUT"], &format!("{}/metrics-b", gw.endpoint));
     assert_eq!(code, 200);
     let (code, body) = curl(&gw, &[], &format!("{}/metrics-b/missing", gw.endpoint));
@@ -106,6 +106,11 @@ fn metrics_and_request_ids() {
     assert!(out.to_ascii_lowercase().contains("x-amz-request-id: "), "{out}");
     let health = run_ok("curl", &["-s", &format!("{}/_cyvault/health", gw.endpoint)], &[], None);
     assert_eq!(health, "ok\n");
+    // The Prometheus convention: GET /metrics on its own address.
+    let line =
+        gw.banner.iter().find_map(|l| l.strip_prefix("metrics on ")).unwrap_or_else(|| panic!("{:?}", gw.banner));
+    let prom = run_ok("curl", &["-sf", line.trim()], &[], None);
+    assert!(prom.contains("cyvault_s3_requests_total{operation=\"CreateBucket\",outcome=\"ok\"} 1"), "{prom}");
 }
 
 #[test]

@@ -230,6 +230,37 @@ impl s3s::host::S3Host for DomainHost {
     }
 }
 
+/// Serves `GET /metrics` (and `/health`) on a listener of its own, the address Prometheus
+/// scrapes by convention; runs until the process ends.
+pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let metrics = metrics.clone();
+            async move {
+                Ok::<_, Infallible>(match req.uri().path() {
+                    "/metrics" => {
+                        plain(200, metrics.render(), "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    }
+                    "/health" => plain(200, "ok\n".into(), "text/plain"),
+                    _ => plain(404, "try /metrics\n".into(), "text/plain"),
+                })
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
