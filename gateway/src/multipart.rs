@@ -29,6 +29,17 @@ pub struct CreateUploadInput {
     pub checksum_type: Option<String>,
 }
 
+/// Everything about an UploadPart except where it goes and its bytes.
+#[derive(Debug, Default)]
+pub struct PartInput {
+    pub number: i32,
+    pub content_md5: Option<String>,
+    pub checksum_algo: Option<Algo>,
+    pub expected: ExpectedChecksum,
+    /// The body's announced length, to size buffers.
+    pub size_hint: Option<u64>,
+}
+
 #[derive(Debug)]
 pub struct CompletedPart {
     pub number: i32,
@@ -99,20 +110,14 @@ impl Vault {
     }
 
     /// Writes one part (replacing an earlier upload of the same number).
-    #[allow(clippy::too_many_arguments)]
     pub async fn upload_part(
         &self,
         user: &str,
-        bucket: &str,
-        key: &str,
-        upload: &str,
-        number: i32,
-        content_md5: Option<String>,
-        checksum_algo: Option<Algo>,
-        expected: ExpectedChecksum,
+        (bucket, key, upload): (&str, &str, &str),
+        part: PartInput,
         body: Body,
-        size_hint: Option<u64>,
     ) -> Result<PartRecord> {
+        let PartInput { number, content_md5, checksum_algo, expected, size_hint } = part;
         let checked = async {
             check_part_number(number)?;
             let b = self.bucket_for(user, bucket).await?;
@@ -207,8 +212,8 @@ impl Vault {
                 GwError::NotModified => GwError::PreconditionFailed("x-amz-copy-source-if-none-match"),
                 other => other,
             })?;
-        let len = Some(src.content_length);
-        self.upload_part(user, bucket, key, upload, number, None, None, ExpectedChecksum::None, src.body, len).await
+        let part = PartInput { number, size_hint: Some(src.content_length), ..PartInput::default() };
+        self.upload_part(user, (bucket, key, upload), part, src.body).await
     }
 
     async fn all_parts(&self, b: &BucketRecord, upload: &str) -> Result<Vec<PartRecord>> {

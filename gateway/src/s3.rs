@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3, S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use crate::checksum::Algo;
 use crate::copy_object::CopyInput;
@@ -805,8 +805,9 @@ impl S3 for Gateway {
             let len = req.input.content_length.and_then(|n| u64::try_from(n).ok());
             let mut req = req;
             let body = body_of(req.input.body.take());
-            let p =
-                self.vault.upload_part(&user, &bucket, &key, &upload, number, md5, algo, expected, body, len).await?;
+            let part =
+                crate::multipart::PartInput { number, content_md5: md5, checksum_algo: algo, expected, size_hint: len };
+            let p = self.vault.upload_part(&user, (&bucket, &key, &upload), part, body).await?;
             self.metrics.bytes_in(p.size);
             let mut o = UploadPartOutput { e_tag: Some(etag(&p.etag)), ..Default::default() };
             set_checksum!(o, p.checksum.as_ref());
@@ -1144,10 +1145,4 @@ impl S3 for Gateway {
         })
         .await
     }
-}
-
-/// Unused-argument helper to keep S3ErrorCode in scope for docs and future codes.
-#[allow(dead_code)]
-fn _codes() -> S3ErrorCode {
-    S3ErrorCode::NotImplemented
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cyvault_gateway::data::Body;
 use cyvault_gateway::get_object::GetInput;
 use cyvault_gateway::index::ListQuery;
-use cyvault_gateway::multipart::CompletedPart;
+use cyvault_gateway::multipart::{CompletedPart, PartInput};
 use cyvault_gateway::put_object::PutInput;
 use cyvault_gateway::{GwError, Vault, VaultOptions};
 use cyvault_store::{DynStore, Effect, FaultPlan, FaultyStore, LocalStore, Trigger};
@@ -195,10 +195,8 @@ async fn multipart_composes_parts_without_copying_and_abort_cleans_up() {
     let up = ok(v.create_upload("root", "mpu", "big", Default::default()).await);
     let p1 = payload(3, 5 << 20);
     let p2 = payload(4, 100_000);
-    let none = cyvault_gateway::put_object::ExpectedChecksum::None;
-    let r1 = ok(v.upload_part("root", "mpu", "big", &up, 1, None, None, none, body(p1.clone()), None).await);
-    let none = cyvault_gateway::put_object::ExpectedChecksum::None;
-    let r2 = ok(v.upload_part("root", "mpu", "big", &up, 2, None, None, none, body(p2.clone()), None).await);
+    let r1 = ok(v.upload_part("root", ("mpu", "big", &up), part(1), body(p1.clone())).await);
+    let r2 = ok(v.upload_part("root", ("mpu", "big", &up), part(2), body(p2.clone())).await);
     let stripes_written = raw_count(&inner).await;
     // Too small a first part.
     let bad = v
@@ -234,13 +232,16 @@ async fn multipart_composes_parts_without_copying_and_abort_cleans_up() {
     assert!(after <= stripes_written + 1, "complete must not copy stripes: {stripes_written} -> {after}");
 
     let up2 = ok(v.create_upload("root", "mpu", "gone", Default::default()).await);
-    let none = cyvault_gateway::put_object::ExpectedChecksum::None;
-    ok(v.upload_part("root", "mpu", "gone", &up2, 1, None, None, none, body(payload(5, 300_000)), None).await);
+    ok(v.upload_part("root", ("mpu", "gone", &up2), part(1), body(payload(5, 300_000))).await);
     ok(v.abort_upload("root", "mpu", "gone", &up2).await);
     assert_eq!(raw_count(&inner).await, after, "abort removes parts and records");
     let rep = ok(v.gc(Duration::ZERO, true).await);
     assert_eq!(rep.orphan_objects_removed, 0, "nothing left to sweep: {rep:?}");
     assert!(before < after);
+}
+
+fn part(number: i32) -> PartInput {
+    PartInput { number, ..PartInput::default() }
 }
 
 async fn raw_count(store: &DynStore) -> u64 {
