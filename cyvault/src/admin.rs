@@ -29,6 +29,10 @@ pub enum AdminCommand {
         /// Leave anything younger than this alone [config: gc.grace_secs; default: 3600].
         #[arg(long)]
         grace_secs: Option<u64>,
+        /// Abort multipart uploads initiated longer ago than this [default: --grace-secs when
+        /// given, else config gc.upload_grace_secs, 7 days].
+        #[arg(long)]
+        upload_grace_secs: Option<u64>,
         /// Report what would be removed without removing it.
         #[arg(long)]
         dry_run: bool,
@@ -98,8 +102,8 @@ pub async fn run(cmd: AdminCommand) -> Result<ExitCode> {
         AdminCommand::Object(c) => c,
         AdminCommand::User(c) => return crate::admin_s3::user(c).await,
         AdminCommand::Key(c) => return crate::admin_s3::key(c).await,
-        AdminCommand::Gc { store, grace_secs, dry_run, json } => {
-            return crate::admin_s3::gc(store, grace_secs, dry_run, json).await;
+        AdminCommand::Gc { store, grace_secs, upload_grace_secs, dry_run, json } => {
+            return crate::admin_s3::gc(store, grace_secs, upload_grace_secs, dry_run, json).await;
         }
     };
     match cmd {

@@ -134,10 +134,17 @@ pub async fn key(cmd: KeyCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn gc(store: S3StoreArgs, grace_secs: Option<u64>, dry_run: bool, json: bool) -> Result<ExitCode> {
+pub async fn gc(
+    store: S3StoreArgs,
+    grace_secs: Option<u64>,
+    upload_grace_secs: Option<u64>,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let (cfg, _, vault) = open_vault(&store, Some(0)).await?;
     let grace = Duration::from_secs(grace_secs.unwrap_or(cfg.gc.grace_secs));
-    let rep = vault.gc(grace, dry_run).await.context("sweep")?;
+    let upload_grace = Duration::from_secs(upload_grace_secs.or(grace_secs).unwrap_or(cfg.gc.upload_grace_secs));
+    let rep = vault.gc(grace, upload_grace, dry_run).await.context("sweep")?;
     if json {
         print_json(&rep)?;
     } else {

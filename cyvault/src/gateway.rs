@@ -174,6 +174,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
 
     let gc_interval = args.gc_interval_secs.unwrap_or(cfg.gc.interval_secs);
     let gc_grace = Duration::from_secs(args.gc_grace_secs.unwrap_or(cfg.gc.grace_secs));
+    let upload_grace = Duration::from_secs(cfg.gc.upload_grace_secs);
     if gc_interval > 0 {
         let vault = vault.clone();
         tokio::spawn(async move {
@@ -181,7 +182,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = vault.gc(gc_grace, false).await {
+                if let Err(e) = vault.gc(gc_grace, upload_grace, false).await {
                     warn!(error = %e, "background sweep failed; will retry");
                 }
             }

@@ -104,11 +104,13 @@ pub struct GcSection {
     pub interval_secs: u64,
     /// Leftovers younger than this are never touched.
     pub grace_secs: u64,
+    /// Multipart uploads initiated longer ago than this are aborted.
+    pub upload_grace_secs: u64,
 }
 
 impl Default for GcSection {
     fn default() -> Self {
-        GcSection { interval_secs: 600, grace_secs: 3600 }
+        GcSection { interval_secs: 600, grace_secs: 3600, upload_grace_secs: 7 * 24 * 3600 }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - tail stripes whose head no longer names them (overwritten, deleted, or never committed);
 //! - part stripes of uploads that are gone and not used by any object;
-//! - multipart uploads older than the grace period (aborted);
+//! - multipart uploads initiated longer ago than the upload grace period (aborted);
 //! - index entries whose head is gone or differs (fixed), and heads with no index entry (added);
 //! - everything of a bucket that no longer exists.
 //!
@@ -31,9 +31,12 @@ pub struct GcReport {
 
 impl Vault {
     /// One sweep over the pool namespace.
-    pub async fn gc(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
+    /// One sweep. `grace` protects young stripes and objects; multipart uploads are aborted
+    /// only when initiated more than `upload_grace` ago (an upload may legitimately run for hours).
+    pub async fn gc(&self, grace: Duration, upload_grace: Duration, dry_run: bool) -> Result<GcReport> {
         let mut rep = GcReport { dry_run, ..GcReport::default() };
         let cutoff = layout::now_ms().saturating_sub(grace.as_millis() as u64);
+        let upload_cutoff = layout::now_ms().saturating_sub(upload_grace.as_millis() as u64);
         let buckets: HashMap<String, BucketRecord> =
             self.all_buckets().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
 
@@ -50,7 +53,7 @@ impl Vault {
                     let p: layout::PartRecord = layout::decode("part record", &raw)?;
                     tags.push((up.upload.clone(), p.tag));
                 }
-                if up.initiated_ms < cutoff {
+                if up.initiated_ms < upload_cutoff {
                     rep.uploads_aborted += 1;
                     aborted_parts.extend(tags);
                     if !dry_run {

@@ -173,7 +173,7 @@ async fn a_crash_at_any_write_of_an_overwrite_leaves_old_or_new_and_gc_reclaims_
         assert_eq!(listed.entries.len(), 1, "{what}");
         assert_eq!(listed.entries[0].1.size, want.len() as u64, "{what}: listing right after the crash");
 
-        let rep = ok(v.gc(Duration::ZERO, false).await);
+        let rep = ok(v.gc(Duration::ZERO, Duration::ZERO, false).await);
         let listed = ok(v.list_index(&b, &ListQuery { max_keys: 10, ..ListQuery::default() }).await);
         assert_eq!(listed.entries.len(), 1, "{what}");
         assert_eq!(listed.entries[0].1.size, want.len() as u64, "{what}: the index must agree with the object");
@@ -235,7 +235,7 @@ async fn multipart_composes_parts_without_copying_and_abort_cleans_up() {
     ok(v.upload_part("root", ("mpu", "gone", &up2), part(1), body(payload(5, 300_000))).await);
     ok(v.abort_upload("root", "mpu", "gone", &up2).await);
     assert_eq!(raw_count(&inner).await, after, "abort removes parts and records");
-    let rep = ok(v.gc(Duration::ZERO, true).await);
+    let rep = ok(v.gc(Duration::ZERO, Duration::ZERO, true).await);
     assert_eq!(rep.orphan_objects_removed, 0, "nothing left to sweep: {rep:?}");
     assert!(before < after);
 }
