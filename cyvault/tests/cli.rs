@@ -8,6 +8,7 @@ fn cyvault(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("CYVAULT_DATA_DIR", dir)
         .env_remove("CYVAULT_BACKEND")
+        .env_remove("CYVAULT_CEPH_CONF")
         .stdin(Stdio::null())
         .output();
     match out {
