@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cyvault_gateway::VaultOptions;
-use cyvault_store::{Cluster, LocalStore, ObjectStore, RadosConfig, RadosStore};
+use cyvault_store::{Cluster, ObjectStore, RadosConfig, RadosStore};
 use serde::Deserialize;
 
 use crate::store_args::Backend;
@@ -183,19 +183,7 @@ impl S3StoreArgs {
 impl StorageSettings {
     pub async fn open(&self) -> Result<Arc<dyn ObjectStore>> {
         Ok(match self.backend {
-            Backend::Local => {
-                let dir = self.data_dir.clone();
-                let store = tokio::task::spawn_blocking(move || LocalStore::open(&dir))
-                    .await
-                    .context("open the local store")?
-                    .with_context(|| {
-                        format!(
-                            "open the local store in {} (a running gateway holds it: stop it first, or use the rados backend to share state)",
-                            self.data_dir.display()
-                        )
-                    })?;
-                Arc::new(store)
-            }
+            Backend::Local => crate::store_args::open_local(&self.data_dir).await?,
             Backend::Rados => {
                 if self.ceph_conf.is_empty() {
                     bail!("the rados backend needs --ceph-conf (or CYVAULT_CEPH_CONF, or storage.ceph_conf)");

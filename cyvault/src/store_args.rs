@@ -41,14 +41,7 @@ impl StoreArgs {
 
     pub async fn open(&self) -> Result<Arc<dyn ObjectStore>> {
         Ok(match self.backend {
-            Backend::Local => {
-                let dir = self.data_dir.clone();
-                let store = tokio::task::spawn_blocking(move || LocalStore::open(&dir))
-                    .await
-                    .context("open the local store")?
-                    .with_context(|| format!("open the local store in {}", self.data_dir.display()))?;
-                Arc::new(store)
-            }
+            Backend::Local => open_local(&self.data_dir).await?,
             Backend::Rados => {
                 let config = self.rados_config()?;
                 let cluster = Cluster::connect(&config)
@@ -58,4 +51,21 @@ impl StoreArgs {
             }
         })
     }
+}
+
+/// Opens the embedded backend in `dir` (creating it), off the async workers. A directory held by a
+/// running gateway is refused with a message saying so.
+pub async fn open_local(dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
+    let owned = dir.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || LocalStore::open(&owned))
+        .await
+        .context("open the local store")?
+        .with_context(|| {
+            format!(
+                "open the local store in {} (one process at a time: if a gateway runs on it, stop it \
+                 first, or use the rados backend to share state)",
+                dir.display()
+            )
+        })?;
+    Ok(Arc::new(store))
 }
