@@ -321,6 +321,15 @@ fn enc(url: bool, s: String) -> String {
     if url { url_encode(&s) } else { s }
 }
 
+/// Whether a listing asked for `encoding-type=url`.
+fn url_encoded(e: Option<&EncodingType>) -> bool {
+    e.is_some_and(|e| e.as_str() == EncodingType::URL)
+}
+
+fn common_prefixes(url: bool, prefixes: Vec<String>) -> Option<CommonPrefixList> {
+    Some(prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(url, p)) }).collect())
+}
+
 fn token_of(marker: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(marker)
 }
@@ -642,7 +651,7 @@ impl S3 for Gateway {
         self.timed("ListObjects", async {
             let user = self.user(&req).await?;
             let i = &req.input;
-            let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
+            let url = url_encoded(i.encoding_type.as_ref());
             let max = max_keys(i.max_keys)?;
             let marker = i.marker.clone().filter(|m| !m.is_empty());
             let page = self.list(&user, &i.bucket, i.prefix.clone(), i.delimiter.clone(), marker, max).await?;
@@ -657,9 +666,7 @@ impl S3 for Gateway {
                 next_marker,
                 encoding_type: i.encoding_type.clone(),
                 contents: Some(page.entries.into_iter().map(|(k, e)| object_of(k, &e, url, Some(&user))).collect()),
-                common_prefixes: Some(
-                    page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(url, p)) }).collect(),
-                ),
+                common_prefixes: common_prefixes(url, page.common_prefixes),
                 ..Default::default()
             }))
         })
@@ -670,7 +677,7 @@ impl S3 for Gateway {
         self.timed("ListObjectsV2", async {
             let user = self.user(&req).await?;
             let i = &req.input;
-            let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
+            let url = url_encoded(i.encoding_type.as_ref());
             let max = max_keys(i.max_keys)?;
             let after = match &i.continuation_token {
                 Some(t) if !t.is_empty() => Some(marker_of(t)?),
@@ -696,9 +703,7 @@ impl S3 for Gateway {
                         .map(|(k, e)| object_of(k, &e, url, fetch_owner.then_some(user.as_str())))
                         .collect(),
                 ),
-                common_prefixes: Some(
-                    page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(url, p)) }).collect(),
-                ),
+                common_prefixes: common_prefixes(url, page.common_prefixes),
                 ..Default::default()
             }))
         })
@@ -712,7 +717,7 @@ impl S3 for Gateway {
         self.timed("ListObjectVersions", async {
             let user = self.user(&req).await?;
             let i = &req.input;
-            let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
+            let url = url_encoded(i.encoding_type.as_ref());
             let max = max_keys(i.max_keys)?;
             let after = i.key_marker.clone().filter(|s| !s.is_empty());
             let page = self.list(&user, &i.bucket, i.prefix.clone(), i.delimiter.clone(), after, max).await?;
@@ -743,9 +748,7 @@ impl S3 for Gateway {
                 next_version_id_marker: page.next_marker.as_ref().map(|_| "null".to_string()),
                 encoding_type: i.encoding_type.clone(),
                 versions: Some(versions),
-                common_prefixes: Some(
-                    page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(url, p)) }).collect(),
-                ),
+                common_prefixes: common_prefixes(url, page.common_prefixes),
                 ..Default::default()
             }))
         })
