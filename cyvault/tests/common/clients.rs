@@ -10,7 +10,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::{Backend, Gateway, aws_env, run, run_ok, unique};
+use crate::common::{Backend, Gateway, aws_env, pseudo_random, run, run_ok, unique};
 
 pub const MIB: usize = 1024 * 1024;
 
@@ -47,20 +47,6 @@ pub fn write_aged(path: &Path, data: &[u8]) {
 #[track_caller]
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Deterministic incompressible bytes (xorshift), different per `seed`.
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A bucket name no other test uses (S3 rules: lowercase, ≤ 63 characters).

@@ -20,7 +20,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::common::{Backend, Gateway};
+use crate::common::{Backend, Gateway, SplitMix};
 
 /// How hard to shake it.
 #[derive(Clone, Copy, Debug)]
@@ -164,19 +164,6 @@ impl Ledger {
             );
         }
         s
-    }
-}
-
-/// splitmix64: the kill moments, reproducible from the printed seed.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::common::SplitMix;
+
 /// The shape of the tree to sync.
 #[derive(Clone, Copy, Debug)]
 pub struct TreeSpec {
@@ -42,30 +44,6 @@ const TRANSFER_FLAGS: &[&str] = &[
     "1",
 ];
 
-/// Deterministic pseudo-random bytes (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Relative path of small file `i`: nested directories, a few names with spaces and non-ASCII.
 fn small_path(i: usize) -> String {
     let name = match i % 97 {
@@ -85,7 +63,7 @@ fn small_path(i: usize) -> String {
 
 /// Size and content of small file `i` at `version` (0 = first sync, 1 = modified).
 fn small_content(i: usize, version: u64) -> Vec<u8> {
-    let mut rng = Rng(((i as u64) << 8) ^ version.wrapping_mul(0xA5A5_5A5A) ^ 0x1234_5678);
+    let mut rng = SplitMix(((i as u64) << 8) ^ version.wrapping_mul(0xA5A5_5A5A) ^ 0x1234_5678);
     let size = match i % 50 {
         0 => 0,
         1 => 256 * KIB,
@@ -116,7 +94,7 @@ fn write_big(root: &Path, mib: usize) {
     let p = root.join(BIG_PATH);
     std::fs::create_dir_all(p.parent().unwrap_or(root)).unwrap_or_else(|e| panic!("mkdir for {BIG_PATH}: {e}"));
     let mut f = std::fs::File::create(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
-    let mut rng = Rng(0xB16_B10B);
+    let mut rng = SplitMix(0xB16_B10B);
     let mut buf = vec![0u8; MIB];
     for _ in 0..mib {
         rng.fill(&mut buf);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::common;
+use crate::common::{self, pseudo_random};
 
 const MIB: usize = 1024 * 1024;
 
@@ -89,19 +89,6 @@ fn parse_ls(out: &str) -> Vec<(String, Option<u64>)> {
     }
     rows.sort();
     rows
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn write(p: &Path, data: &[u8]) {
