@@ -22,7 +22,7 @@ pub use api::{
 pub use error::{Result, StoreError};
 pub use fault::{Effect, FaultPlan, FaultyStore, Trigger};
 pub use local::LocalStore;
-pub use rados::{Cluster, RadosConfig, RadosStore};
+pub use rados::{Cluster, PoolDf, RadosConfig, RadosStore};
 
 /// A shared, dynamically dispatched store: what the gateway, CSI driver and perf suite hold.
 pub type DynStore = Arc<dyn ObjectStore>;

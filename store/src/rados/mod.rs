@@ -8,6 +8,7 @@
 mod ffi;
 mod op;
 
+use libc::{c_char, size_t};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
 use std::ptr;
@@ -166,6 +167,112 @@ impl Cluster {
             cluster_avail_bytes: cs.kb_avail.saturating_mul(1024),
         })
     }
+}
+
+impl Cluster {
+    /// Runs a monitor command (JSON, as `ceph` sends them) and returns its output (blocking).
+    pub fn mon_command_blocking(&self, command: &str) -> Result<Vec<u8>> {
+        let cmd = cstring(command, "monitor command")?;
+        let mut cmds = [cmd.as_ptr()];
+        let (mut out, mut out_len): (*mut c_char, size_t) = (ptr::null_mut(), 0);
+        let (mut status, mut status_len): (*mut c_char, size_t) = (ptr::null_mut(), 0);
+        // SAFETY: connected handle; one valid C string in `cmds` for the call; no input buffer;
+        // out-pointers to locals. librados allocates the output buffers, freed below.
+        let rc = unsafe {
+            ffi::rados_mon_command(
+                self.raw,
+                cmds.as_mut_ptr(),
+                1,
+                ptr::null(),
+                0,
+                &mut out,
+                &mut out_len,
+                &mut status,
+                &mut status_len,
+            )
+        };
+        let take = |buf: *mut c_char, len: size_t| -> Vec<u8> {
+            if buf.is_null() {
+                return Vec::new();
+            }
+            // SAFETY: librados returned `len` readable bytes at `buf`; copied before the free.
+            let v = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }.to_vec();
+            // SAFETY: `buf` came from librados and is freed exactly once.
+            unsafe { ffi::rados_buffer_free(buf) };
+            v
+        };
+        let out = take(out, out_len);
+        let status = take(status, status_len);
+        if rc < 0 {
+            let why = String::from_utf8_lossy(&status).trim().to_string();
+            return Err(StoreError::from_errno(rc, format!("monitor command {command}: {why}")));
+        }
+        Ok(out)
+    }
+
+    /// Per-pool usage as `ceph df` reports it (blocking).
+    pub fn df_blocking(&self) -> Result<Vec<PoolDf>> {
+        let out = self.mon_command_blocking(r#"{"prefix": "df", "format": "json"}"#)?;
+        parse_df(&out)
+    }
+
+    /// Per-pool usage as `ceph df` reports it.
+    pub async fn df(self: &Arc<Self>) -> Result<Vec<PoolDf>> {
+        let c = Arc::clone(self);
+        blocking(move || c.df_blocking()).await
+    }
+}
+
+/// One pool's line of `ceph df`: what it stores and how much more it can take, both in user
+/// bytes (replication and EC overhead already accounted for by Ceph).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolDf {
+    pub name: String,
+    pub stored_bytes: u64,
+    pub max_avail_bytes: u64,
+    pub objects: u64,
+}
+
+impl PoolDf {
+    /// Usable capacity: what is stored plus what still fits.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.stored_bytes.saturating_add(self.max_avail_bytes)
+    }
+}
+
+/// Parses the JSON of `ceph df -f json`.
+pub fn parse_df(json: &[u8]) -> Result<Vec<PoolDf>> {
+    #[derive(serde::Deserialize)]
+    struct Df {
+        pools: Vec<DfPool>,
+    }
+    #[derive(serde::Deserialize)]
+    struct DfPool {
+        name: String,
+        stats: DfStats,
+    }
+    #[derive(serde::Deserialize)]
+    struct DfStats {
+        #[serde(default)]
+        stored: Option<u64>,
+        #[serde(default)]
+        bytes_used: u64,
+        max_avail: u64,
+        #[serde(default)]
+        objects: u64,
+    }
+    let df: Df = serde_json::from_slice(json).map_err(|e| StoreError::corrupt("ceph df output", e.to_string()))?;
+    Ok(df
+        .pools
+        .into_iter()
+        .map(|p| PoolDf {
+            name: p.name,
+            // Octopus and later report `stored` (user bytes); older ones only `bytes_used`.
+            stored_bytes: p.stats.stored.unwrap_or(p.stats.bytes_used),
+            max_avail_bytes: p.stats.max_avail,
+            objects: p.stats.objects,
+        })
+        .collect())
 }
 
 /// What a pool holds, and what the cluster has left.
@@ -574,5 +681,26 @@ mod tests {
         assert_eq!(ListToken::parse(&t.encode()).ok(), Some(t));
         assert!(ListToken::parse("l1:abc").is_err());
         assert!(ListToken::parse("r1:x:1").is_err());
+    }
+}
+
+#[cfg(test)]
+mod df_tests {
+    use super::*;
+
+    #[test]
+    fn parses_ceph_df_json() {
+        // Trimmed from `ceph df -f json` of Pacific 16.2.15.
+        let json = br#"{"stats":{"total_bytes":32212254720},"stats_by_class":{},"pools":[
+            {"name":"device_health_metrics","id":1,"stats":{"stored":0,"objects":0,"kb_used":0,"bytes_used":0,"percent_used":0,"max_avail":10128437248}},
+            {"name":"cyvault","id":2,"stats":{"stored":40960,"objects":12,"kb_used":120,"bytes_used":122880,"percent_used":0.0000121,"max_avail":10128437248}}]}"#;
+        let df = parse_df(json).unwrap_or_default();
+        assert_eq!(df.len(), 2);
+        assert_eq!(
+            df[1],
+            PoolDf { name: "cyvault".into(), stored_bytes: 40960, max_avail_bytes: 10128437248, objects: 12 }
+        );
+        assert_eq!(df[1].capacity_bytes(), 40960 + 10128437248);
+        assert!(parse_df(b"{\"pools\": 3}").is_err());
     }
 }
