@@ -33,8 +33,15 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
 
 impl Vault {
     pub async fn create_bucket(&self, user: &str, name: &str) -> Result<BucketRecord> {
+        self.create_bucket_at(user, name, None).await
+    }
+
+    /// CreateBucket with a LocationConstraint: with placement configured, the engine chooses the
+    /// bucket's data pool from it (see `placement.rs`); without, the constraint is not checked.
+    pub async fn create_bucket_at(&self, user: &str, name: &str, location: Option<&str>) -> Result<BucketRecord> {
         validate_bucket_name(name)?;
         let obj = self.obj(BUCKETS_OBJECT);
+        let mut placed: Option<Option<String>> = None;
         for _ in 0..CAS_ATTEMPTS {
             let (version, vals) = self.read_for_update(&obj, &[name.to_string()]).await?;
             if let Some(raw) = vals.get(name) {
@@ -45,6 +52,16 @@ impl Vault {
                     GwError::BucketAlreadyExists(name.into())
                 });
             }
+            // Placed once, after the name is known to be free (a taken name answers as S3 does,
+            // whatever the constraint).
+            let data_pool = match &placed {
+                Some(p) => p.clone(),
+                None => {
+                    let p = self.choose_data_pool(name, location).await?;
+                    placed = Some(p.clone());
+                    p
+                }
+            };
             let rec = BucketRecord {
                 name: name.into(),
                 id: random_id(8),
@@ -52,6 +69,7 @@ impl Vault {
                 created_ms: now_ms(),
                 shards: self.opts.index_shards,
                 tags: None,
+                data_pool,
             };
             let op = WriteOp::new().omap_set_one(name, layout::encode(&rec));
             if self.try_cas(&obj, version, op).await? {
@@ -61,6 +79,47 @@ impl Vault {
             }
         }
         Err(cas_exhausted("create bucket"))
+    }
+
+    /// The data pool for a new bucket (`None`: the gateway's own pool), registered in `cyv.meta`
+    /// before any bucket uses it so the sweeper knows every pool to look in.
+    async fn choose_data_pool(&self, bucket: &str, location: Option<&str>) -> Result<Option<String>> {
+        let Some(placement) = &self.placement else { return Ok(None) };
+        let pool = placement.place(bucket, location)?;
+        if pool == self.opts.pool {
+            return Ok(None);
+        }
+        // The marker proves the pool exists and is writable before any bucket depends on it.
+        let marker = self.data_obj_in(&pool, layout::DATA_POOL_MARKER);
+        let op = WriteOp::new().omap_set_one("format", bytes::Bytes::from(layout::LAYOUT_VERSION.to_string()));
+        match self.store.execute(&marker, op).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => {
+                return Err(GwError::PlacementRefused {
+                    code: "VAULT-PL-010",
+                    message: format!("placement chose pool {pool}, which does not exist in the storage cluster"),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let key = format!("{}{pool}", layout::DATA_POOL_KEY_PREFIX);
+        self.store
+            .execute(&self.obj(layout::META_OBJECT), WriteOp::new().omap_set_one(key, bytes::Bytes::new()))
+            .await?;
+        Ok(Some(pool))
+    }
+
+    /// Every pool that holds or held bucket data: the gateway's own and the registered ones.
+    pub async fn data_pools(&self) -> Result<Vec<String>> {
+        let mut pools = vec![self.opts.pool.clone()];
+        for (key, _) in self.omap_all(layout::META_OBJECT, Some(layout::DATA_POOL_KEY_PREFIX)).await? {
+            if let Some(p) = key.strip_prefix(layout::DATA_POOL_KEY_PREFIX)
+                && !pools.iter().any(|q| q == p)
+            {
+                pools.push(p.to_string());
+            }
+        }
+        Ok(pools)
     }
 
     /// Every bucket record, in name order.
@@ -124,7 +183,12 @@ impl Vault {
 
     /// Removes an object, ignoring "not found"; other failures are logged (the sweeper retries).
     pub(crate) async fn remove_quietly(&self, name: &str) {
-        match self.store.remove(&self.obj(name)).await {
+        self.remove_data_quietly(&self.opts.pool, name).await
+    }
+
+    /// Removes an object of a given pool, like [`Vault::remove_quietly`].
+    pub(crate) async fn remove_data_quietly(&self, pool: &str, name: &str) {
+        match self.store.remove(&self.data_obj_in(pool, name)).await {
             Ok(()) | Err(StoreError::NotFound(_)) => {}
             Err(e) => tracing::warn!(object = name, error = %e, "could not remove; the sweeper will retry"),
         }

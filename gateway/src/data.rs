@@ -60,6 +60,8 @@ pub struct Written {
 
 /// How to store one body as stripes.
 pub struct StripeSpec<'a> {
+    /// The pool the stripes go to (the bucket's data pool).
+    pub pool: &'a str,
     /// The object name of stripe `n`.
     pub name: &'a (dyn Fn(u32) -> String + Sync),
     /// The owner tag xattr every written stripe carries.
@@ -88,7 +90,7 @@ impl std::fmt::Debug for StripeSpec<'_> {
 /// returned instead of written. On any error the stripes already written are removed (best
 /// effort) before returning.
 pub async fn write_stripes(vault: &Vault, mut body: Body, spec: StripeSpec<'_>) -> Result<Written> {
-    let StripeSpec { name, owner, keep_first, algo, limit, size_hint } = spec;
+    let StripeSpec { pool, name, owner, keep_first, algo, limit, size_hint } = spec;
     let stripe = vault.opts.stripe_size as usize;
     let depth = vault.opts.write_depth.max(1);
     let mut digests = Digests::new(algo);
@@ -125,7 +127,7 @@ pub async fn write_stripes(vault: &Vault, mut body: Body, spec: StripeSpec<'_>) 
                 if n == 0 && keep_first {
                     first = data;
                 } else {
-                    let obj = vault.obj(name(n));
+                    let obj = vault.data_obj_in(pool, name(n));
                     names.push(obj.name.clone());
                     let op = WriteOp::new().write_full(data).set_xattr(OWNER_XATTR, owner.clone());
                     inflight.push(async move { vault.store.execute(&obj, op).await.map(|_| ()) });
@@ -148,7 +150,7 @@ pub async fn write_stripes(vault: &Vault, mut body: Body, spec: StripeSpec<'_>) 
     .await;
     if let Err(e) = result {
         drop(inflight);
-        remove_all(vault, &names).await;
+        remove_all(vault, pool, &names).await;
         return Err(e);
     }
     let size = digests.size;
@@ -173,8 +175,10 @@ pub async fn refuse(mut body: Body, err: GwError) -> GwError {
 }
 
 /// Removes objects, ignoring failures (leftovers are the sweeper's).
-pub async fn remove_all(vault: &Vault, names: &[String]) {
-    stream::iter(names.iter().cloned()).for_each_concurrent(8, |n| async move { vault.remove_quietly(&n).await }).await;
+pub async fn remove_all(vault: &Vault, pool: &str, names: &[String]) {
+    stream::iter(names.iter().cloned())
+        .for_each_concurrent(8, |n| async move { vault.remove_data_quietly(pool, &n).await })
+        .await;
 }
 
 /// One piece of a read: `len` bytes at `offset` of object `name`.
@@ -235,15 +239,13 @@ pub fn plan(bid: &str, key: &str, meta: &ObjectMeta, start: u64, end: u64) -> Ve
 
 /// Streams the segments in order with `ahead` reads in flight. A segment that comes back short
 /// means stored data went missing: the stream ends with an error rather than wrong bytes.
-pub fn read_segments(vault: std::sync::Arc<Vault>, segments: Vec<Segment>, ahead: usize) -> Body {
+pub fn read_segments(vault: std::sync::Arc<Vault>, pool: String, segments: Vec<Segment>, ahead: usize) -> Body {
     stream::iter(segments)
         .map(move |seg| {
             let vault = vault.clone();
+            let obj = vault.data_obj_in(&pool, seg.name.clone());
             async move {
-                let got = vault
-                    .store
-                    .read(&vault.obj(seg.name.clone()), ReadRange::Range { offset: seg.offset, len: seg.len })
-                    .await;
+                let got = vault.store.read(&obj, ReadRange::Range { offset: seg.offset, len: seg.len }).await;
                 match got {
                     Ok(r) if r.data.len() as u64 == seg.len => Ok(r.data),
                     Ok(r) => Err(GwError::Store(StoreError::corrupt(

@@ -43,7 +43,7 @@ impl Vault {
 
     pub(crate) async fn delete_in(&self, b: &BucketRecord, key: &str) -> Result<()> {
         crate::put_object::validate_key(key)?;
-        let head = self.obj(layout::head_name(&b.id, key));
+        let head = self.data_obj(b, layout::head_name(&b.id, key));
         for _ in 0..CAS_ATTEMPTS {
             let Some((meta, version)) = self.head_meta(b, key).await? else {
                 // Deleting what is not there succeeds; drop a stale index entry on the way.
@@ -58,7 +58,7 @@ impl Vault {
             match self.store.execute(&head, WriteOp::new().guard(Guard::Version(version)).remove()).await {
                 Ok(_) => {
                     self.index_settle(b, key, &pending, None);
-                    data::remove_all(self, &data_names(&b.id, key, &meta)).await;
+                    data::remove_all(self, self.data_pool(b), &data_names(&b.id, key, &meta)).await;
                     return Ok(());
                 }
                 // Overwritten or removed meanwhile: look again.

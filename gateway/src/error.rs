@@ -57,6 +57,13 @@ pub enum GwError {
     IncompleteBody(String),
     #[error("the signature of a chunk of the aws-chunked body does not match")]
     ChunkSignatureMismatch,
+    #[error("invalid location constraint: {0}")]
+    InvalidLocationConstraint(String),
+    /// The placement engine found no pool for a new bucket (`code` is `VAULT-PL-…`).
+    #[error("{code}: {message}")]
+    PlacementRefused { code: &'static str, message: String },
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("stored record {what} is unreadable: {why}")]
     CorruptRecord { what: String, why: String },
     #[error(transparent)]
@@ -69,6 +76,8 @@ impl GwError {
         match self {
             GwError::Store(e) => e.is_permanent(),
             GwError::IncompleteBody(_) => false,
+            // Only a lack of headroom can clear by itself.
+            GwError::PlacementRefused { code, .. } => *code != "VAULT-PL-003",
             _ => true,
         }
     }
@@ -101,6 +110,8 @@ impl GwError {
             GwError::NotImplemented(_) => C::NotImplemented,
             GwError::IncompleteBody(_) => C::IncompleteBody,
             GwError::ChunkSignatureMismatch => C::SignatureDoesNotMatch,
+            GwError::InvalidLocationConstraint(_) | GwError::PlacementRefused { .. } => C::InvalidLocationConstraint,
+            GwError::Internal(_) => C::InternalError,
             GwError::CorruptRecord { .. } => C::InternalError,
             GwError::Store(e) => match e {
                 StoreError::NotFound(_) => C::NoSuchKey,
@@ -143,6 +154,11 @@ mod tests {
         check(GwError::NoSuchBucket("b".into()), "NoSuchBucket", 404);
         check(GwError::NoSuchKey("k".into()), "NoSuchKey", 404);
         check(GwError::BucketNotEmpty("b".into()), "BucketNotEmpty", 409);
+        check(
+            GwError::PlacementRefused { code: "VAULT-PL-001", message: "no s3-data pool within 2.0 ms".into() },
+            "InvalidLocationConstraint",
+            400,
+        );
         check(GwError::BucketAlreadyExists("b".into()), "BucketAlreadyExists", 409);
         check(GwError::AccessDenied("x".into()), "AccessDenied", 403);
         check(GwError::InvalidRange(3), "InvalidRange", 416);

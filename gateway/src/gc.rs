@@ -19,6 +19,14 @@ use crate::error::Result;
 use crate::layout::{self, BucketRecord, Layout, OWNER_XATTR, ObjectMeta, OwnerTag};
 use crate::vault::Vault;
 
+/// What a sweep must not touch.
+struct Live<'a> {
+    cutoff: u64,
+    aborted_parts: &'a HashSet<(String, String)>,
+    live_uploads: &'a HashSet<String>,
+    live_parts: &'a HashSet<(String, String)>,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcReport {
     pub objects_scanned: u64,
@@ -30,7 +38,6 @@ pub struct GcReport {
 }
 
 impl Vault {
-    /// One sweep over the pool namespace.
     /// One sweep. `grace` protects young stripes and objects; multipart uploads are aborted
     /// only when initiated more than `upload_grace` ago (an upload may legitimately run for hours).
     pub async fn gc(&self, grace: Duration, upload_grace: Duration, dry_run: bool) -> Result<GcReport> {
@@ -66,78 +73,26 @@ impl Vault {
             }
         }
 
-        // 2. Every object in the namespace.
+        // 2. Every object in the namespace of every pool that holds bucket data.
         let mut heads: Vec<(String, String)> = Vec::new();
-        let mut token: Option<String> = None;
-        let mut names = Vec::new();
-        loop {
-            let page = self.store.list_objects(&self.opts.pool, &self.opts.namespace, token.as_deref(), 1000).await?;
-            names.extend(page.names);
-            token = page.next;
-            if token.is_none() {
-                break;
-            }
-        }
         let mut head_cache: HashMap<(String, String), Option<ObjectMeta>> = HashMap::new();
-        for name in names {
-            rep.objects_scanned += 1;
-            if let Some(rest) = name.strip_prefix(layout::HEAD_PREFIX) {
-                let Some((bid, key)) = rest.split_once('.') else { continue };
-                if buckets.contains_key(bid) {
-                    heads.push((bid.to_string(), key.to_string()));
-                } else {
-                    self.reclaim(&name, None, cutoff, dry_run, &mut rep).await?;
+        for pool in self.data_pools().await? {
+            let pool = pool.as_str();
+            let mut token: Option<String> = None;
+            let mut names = Vec::new();
+            loop {
+                let page = self.store.list_objects(pool, &self.opts.namespace, token.as_deref(), 1000).await?;
+                names.extend(page.names);
+                token = page.next;
+                if token.is_none() {
+                    break;
                 }
-            } else if name.starts_with(layout::TAIL_PREFIX) || name.starts_with(layout::PART_PREFIX) {
-                let owner = match self.store.xattr_get(&self.obj(name.clone()), OWNER_XATTR).await {
-                    Ok(raw) => layout::decode::<OwnerTag>("owner tag", &raw).ok(),
-                    Err(StoreError::NotFound(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let Some(owner) = owner else {
-                    self.reclaim(&name, None, cutoff, dry_run, &mut rep).await?;
-                    continue;
-                };
-                if owner.created_ms >= cutoff {
-                    continue;
-                }
-                let Some(b) = buckets.get(&owner.bucket) else {
-                    self.reclaim(&name, Some(owner.created_ms), cutoff, dry_run, &mut rep).await?;
-                    continue;
-                };
-                if let Some(up) = &owner.upload {
-                    let part = (up.clone(), owner.tag.clone());
-                    if aborted_parts.contains(&part) || (live_uploads.contains(up) && live_parts.contains(&part)) {
-                        continue;
-                    }
-                }
-                let ck = (b.id.clone(), owner.key.clone());
-                if !head_cache.contains_key(&ck) {
-                    let m = self.head_meta(b, &owner.key).await?.map(|(m, _)| m);
-                    head_cache.insert(ck.clone(), m);
-                }
-                let used = match head_cache.get(&ck).and_then(|m| m.as_ref()) {
-                    Some(m) => match (&m.layout, &owner.upload) {
-                        (Layout::Striped { .. }, None) => m.tag == owner.tag,
-                        (Layout::Parts { upload, parts }, Some(up)) => {
-                            upload == up && parts.iter().any(|p| p.tag == owner.tag)
-                        }
-                        _ => false,
-                    },
-                    None => false,
-                };
-                if !used {
-                    self.reclaim(&name, Some(owner.created_ms), cutoff, dry_run, &mut rep).await?;
-                }
-            } else if let Some(rest) = name
-                .strip_prefix(layout::INDEX_PREFIX)
-                .or_else(|| name.strip_prefix(layout::PARTS_PREFIX))
-                .or_else(|| name.strip_prefix(layout::UPLOADS_PREFIX))
-            {
-                let bid = rest.split('.').next().unwrap_or_default();
-                if !buckets.contains_key(bid) {
-                    self.reclaim(&name, None, cutoff, dry_run, &mut rep).await?;
-                }
+            }
+            let live =
+                Live { cutoff, aborted_parts: &aborted_parts, live_uploads: &live_uploads, live_parts: &live_parts };
+            for name in names {
+                rep.objects_scanned += 1;
+                self.sweep_one(pool, &name, &buckets, &live, &mut heads, &mut head_cache, dry_run, &mut rep).await?;
             }
         }
 
@@ -172,15 +127,95 @@ impl Vault {
         Ok(rep)
     }
 
+    /// Judges one object of `pool`: heads are collected for the index check; stripes, parts
+    /// and records nobody uses any more are reclaimed.
+    #[allow(clippy::too_many_arguments)]
+    async fn sweep_one(
+        &self,
+        pool: &str,
+        name: &str,
+        buckets: &HashMap<String, BucketRecord>,
+        live: &Live<'_>,
+        heads: &mut Vec<(String, String)>,
+        head_cache: &mut HashMap<(String, String), Option<ObjectMeta>>,
+        dry_run: bool,
+        rep: &mut GcReport,
+    ) -> Result<()> {
+        let cutoff = live.cutoff;
+        // Data of a bucket belongs in the bucket's data pool; a copy anywhere else is garbage.
+        let owned = |bid: &str| buckets.get(bid).filter(|b| self.data_pool(b) == pool);
+        if let Some(rest) = name.strip_prefix(layout::HEAD_PREFIX) {
+            let Some((bid, key)) = rest.split_once('.') else { return Ok(()) };
+            if owned(bid).is_some() {
+                heads.push((bid.to_string(), key.to_string()));
+            } else {
+                self.reclaim(pool, name, None, cutoff, dry_run, rep).await?;
+            }
+        } else if name.starts_with(layout::TAIL_PREFIX) || name.starts_with(layout::PART_PREFIX) {
+            let owner = match self.store.xattr_get(&self.data_obj_in(pool, name), OWNER_XATTR).await {
+                Ok(raw) => layout::decode::<OwnerTag>("owner tag", &raw).ok(),
+                Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(owner) = owner else {
+                return self.reclaim(pool, name, None, cutoff, dry_run, rep).await;
+            };
+            if owner.created_ms >= cutoff {
+                return Ok(());
+            }
+            let Some(b) = owned(&owner.bucket) else {
+                return self.reclaim(pool, name, Some(owner.created_ms), cutoff, dry_run, rep).await;
+            };
+            if let Some(up) = &owner.upload {
+                let part = (up.clone(), owner.tag.clone());
+                if live.aborted_parts.contains(&part)
+                    || (live.live_uploads.contains(up) && live.live_parts.contains(&part))
+                {
+                    return Ok(());
+                }
+            }
+            let ck = (b.id.clone(), owner.key.clone());
+            if !head_cache.contains_key(&ck) {
+                let m = self.head_meta(b, &owner.key).await?.map(|(m, _)| m);
+                head_cache.insert(ck.clone(), m);
+            }
+            let used = match head_cache.get(&ck).and_then(|m| m.as_ref()) {
+                Some(m) => match (&m.layout, &owner.upload) {
+                    (Layout::Striped { .. }, None) => m.tag == owner.tag,
+                    (Layout::Parts { upload, parts }, Some(up)) => {
+                        upload == up && parts.iter().any(|p| p.tag == owner.tag)
+                    }
+                    _ => false,
+                },
+                None => false,
+            };
+            if !used {
+                self.reclaim(pool, name, Some(owner.created_ms), cutoff, dry_run, rep).await?;
+            }
+        } else if pool == self.opts.pool
+            && let Some(rest) = name
+                .strip_prefix(layout::INDEX_PREFIX)
+                .or_else(|| name.strip_prefix(layout::PARTS_PREFIX))
+                .or_else(|| name.strip_prefix(layout::UPLOADS_PREFIX))
+        {
+            let bid = rest.split('.').next().unwrap_or_default();
+            if !buckets.contains_key(bid) {
+                self.reclaim(pool, name, None, cutoff, dry_run, rep).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn reclaim(
         &self,
+        pool: &str,
         name: &str,
         created_ms: Option<u64>,
         cutoff: u64,
         dry_run: bool,
         rep: &mut GcReport,
     ) -> Result<()> {
-        let obj = self.obj(name.to_string());
+        let obj = self.data_obj_in(pool, name);
         let stat = match self.store.stat(&obj).await {
             Ok(s) => s,
             Err(StoreError::NotFound(_)) => return Ok(()),
@@ -193,7 +228,7 @@ impl Vault {
         rep.orphan_objects_removed += 1;
         rep.orphan_bytes += stat.size;
         if !dry_run {
-            self.remove_quietly(name).await;
+            self.remove_data_quietly(pool, name).await;
         }
         Ok(())
     }

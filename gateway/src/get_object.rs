@@ -132,7 +132,7 @@ impl Vault {
         input: GetInput,
     ) -> Result<GetOutput> {
         let b = self.bucket_for(user, bucket).await?;
-        let head = self.obj(layout::head_name(&b.id, key));
+        let head = self.data_obj(&b, layout::head_name(&b.id, key));
         // First read: the metadata plus, when the start is known, the first bytes wanted.
         let first_read = match (input.head_only, input.range, input.part_number) {
             (true, _, _) | (_, Some(RangeSpec::Suffix(_)), _) | (_, _, Some(_)) => {
@@ -180,7 +180,7 @@ impl Vault {
             _ => Bytes::new(),
         };
         let rest = data::plan(&b.id, key, &meta, start + head_bytes.len() as u64, end);
-        let tail = data::read_segments(self.clone(), rest, self.opts.read_ahead);
+        let tail = data::read_segments(self.clone(), self.data_pool(&b).to_owned(), rest, self.opts.read_ahead);
         let body =
             if head_bytes.is_empty() { tail } else { stream::once(async move { Ok(head_bytes) }).chain(tail).boxed() };
         Ok(GetOutput { meta, range, content_length, body, parts_count })

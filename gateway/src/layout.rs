@@ -18,6 +18,10 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 /// Holds `format` = layout version.
 pub const META_OBJECT: &str = "cyv.meta";
+/// `cyv.meta` omap keys `data_pool.<pool>`: every pool placement put bucket data in.
+pub const DATA_POOL_KEY_PREFIX: &str = "data_pool.";
+/// The marker object written into a data pool when a bucket is first placed there.
+pub const DATA_POOL_MARKER: &str = "cyv.pool";
 /// omap: `u.<user>` → [`UserRecord`], `k.<access key>` → [`KeyRecord`], `root` → root access key.
 pub const USERS_OBJECT: &str = "cyv.users";
 /// omap: `<bucket name>` → [`BucketRecord`].
@@ -115,6 +119,10 @@ pub struct BucketRecord {
     pub shards: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<(String, String)>>,
+    /// The pool holding the bucket's heads, tails and parts, chosen by placement at creation;
+    /// `None`: the gateway's own pool (where the index and every other record live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_pool: Option<String>,
 }
 
 /// The flexible checksum stored with an object or part (base64 as on the wire).

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod metered;
 pub mod metrics;
 pub mod multipart;
+pub mod placement;
 pub mod put_object;
 pub mod s3;
 pub mod server;

@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by operation and outcome, latency, bytes, storage op latency.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ fn latency() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
+    placement: Arc<PlacementMetrics>,
     requests: Family<OpLabels, Counter>,
     latency: Family<OpLabels, Histogram, fn() -> Histogram>,
     http: Family<StatusLabels, Counter>,
@@ -59,7 +61,9 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("cyvault_s3");
+        let mut root = Registry::default();
+        let placement = Arc::new(PlacementMetrics::register(root.sub_registry_with_prefix("cyvault_placement")));
+        let registry = root.sub_registry_with_prefix("cyvault_s3");
         let requests = Family::<OpLabels, Counter>::default();
         let op_latency = Family::<OpLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let http = Family::<StatusLabels, Counter>::default();
@@ -77,7 +81,8 @@ impl Metrics {
         registry.register("store_op_errors", "storage backend ops that failed", store_errors.clone());
         registry.register("requests_in_flight", "HTTP requests being served", in_flight.clone());
         Metrics {
-            registry,
+            registry: root,
+            placement,
             requests,
             latency: op_latency,
             http,
@@ -130,6 +135,11 @@ impl Metrics {
         self.in_flight_raw.load(Ordering::Relaxed)
     }
 
+    /// The placement engine's gauges and counters (`cyvault_placement_*`).
+    pub fn placement(&self) -> &Arc<PlacementMetrics> {
+        &self.placement
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -137,5 +147,89 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RttLabels {
+    pub pool: String,
+    pub quantile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `placed` or the refusal code.
+    pub outcome: String,
+}
+
+/// What the placement engine decides on, as measured, and what it decided.
+#[derive(Debug)]
+pub struct PlacementMetrics {
+    rtt: Family<RttLabels, Gauge<f64, AtomicU64>>,
+    capacity: Family<PoolLabels, Gauge>,
+    used: Family<PoolLabels, Gauge>,
+    probe_failures: Family<PoolLabels, Counter>,
+    refreshes: Family<DecisionLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+}
+
+impl PlacementMetrics {
+    fn register(r: &mut Registry) -> PlacementMetrics {
+        let m = PlacementMetrics {
+            rtt: Family::default(),
+            capacity: Family::default(),
+            used: Family::default(),
+            probe_failures: Family::default(),
+            refreshes: Family::default(),
+            decisions: Family::default(),
+        };
+        r.register(
+            "pool_rtt_seconds",
+            "round trip of a small RADOS op from this host to the pool (quantile 0.5 and 0.99 of the last probe)",
+            m.rtt.clone(),
+        );
+        r.register(
+            "pool_capacity_bytes",
+            "usable bytes of the pool (stored + max avail, as ceph df)",
+            m.capacity.clone(),
+        );
+        r.register("pool_used_bytes", "bytes stored in the pool (ceph df STORED)", m.used.clone());
+        r.register("pool_probe_failures", "latency probes or capacity reads that failed", m.probe_failures.clone());
+        r.register(
+            "refreshes",
+            "topology refreshes from the cluster by outcome (ok, partial, failed)",
+            m.refreshes.clone(),
+        );
+        r.register("decisions", "bucket placements by outcome (placed or the VAULT-PL code)", m.decisions.clone());
+        m
+    }
+
+    pub fn set_rtt(&self, pool: &str, p50: Duration, p99: Duration) {
+        for (q, v) in [("0.5", p50), ("0.99", p99)] {
+            self.rtt.get_or_create(&RttLabels { pool: pool.into(), quantile: q.into() }).set(v.as_secs_f64());
+        }
+    }
+
+    pub fn set_usage(&self, pool: &str, capacity: u64, used: u64) {
+        let l = PoolLabels { pool: pool.into() };
+        self.capacity.get_or_create(&l).set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        self.used.get_or_create(&l).set(i64::try_from(used).unwrap_or(i64::MAX));
+    }
+
+    pub fn probe_failed(&self, pool: &str) {
+        self.probe_failures.get_or_create(&PoolLabels { pool: pool.into() }).inc();
+    }
+
+    pub fn refreshed(&self, outcome: &str) {
+        self.refreshes.get_or_create(&DecisionLabels { outcome: outcome.into() }).inc();
+    }
+
+    pub fn decision(&self, outcome: &str) {
+        self.decisions.get_or_create(&DecisionLabels { outcome: outcome.into() }).inc();
     }
 }

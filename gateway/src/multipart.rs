@@ -143,8 +143,15 @@ impl Vault {
             created_ms: layout::now_ms(),
         });
         let names = |n: u32| layout::part_stripe_name(&b.id, upload, &ptag, n);
-        let spec =
-            data::StripeSpec { name: &names, owner, keep_first: false, algo, limit: self.opts.max_put_size, size_hint };
+        let spec = data::StripeSpec {
+            pool: self.data_pool(&b),
+            name: &names,
+            owner,
+            keep_first: false,
+            algo,
+            limit: self.opts.max_put_size,
+            size_hint,
+        };
         let w = data::write_stripes(self, body, spec).await?;
         let check = (|| {
             if let Some(md5) = &content_md5 {
@@ -153,7 +160,7 @@ impl Vault {
             verify_checksum(&expected, w.checksum.as_ref())
         })();
         if let Err(e) = check {
-            data::remove_all(self, &w.names).await;
+            data::remove_all(self, self.data_pool(&b), &w.names).await;
             return Err(e);
         }
         let part = PartRecord {
@@ -178,16 +185,17 @@ impl Vault {
             Err(e) => return Err(e.into()),
         };
         if let Err(e) = self.store.omap_set(&parts_obj, BTreeMap::from([(key_n, layout::encode(&part))])).await {
-            data::remove_all(self, &w.names).await;
+            data::remove_all(self, self.data_pool(&b), &w.names).await;
             return Err(e.into());
         }
         // Aborted or completed meanwhile? Then this part is garbage: take it back out.
         if self.upload_record(&b, key, upload).await.is_err() {
-            data::remove_all(self, &w.names).await;
+            data::remove_all(self, self.data_pool(&b), &w.names).await;
             return Err(GwError::NoSuchUpload(upload.into()));
         }
         if let Some(old) = old {
-            data::remove_all(self, &part_stripes(&b.id, upload, &old.tag, old.size, old.stripe)).await;
+            data::remove_all(self, self.data_pool(&b), &part_stripes(&b.id, upload, &old.tag, old.size, old.stripe))
+                .await;
         }
         Ok(part)
     }
@@ -317,7 +325,7 @@ impl Vault {
             _ => Default::default(),
         };
         for p in stored.values().filter(|p| !used.contains(p.tag.as_str())) {
-            data::remove_all(self, &part_stripes(&b.id, upload, &p.tag, p.size, p.stripe)).await;
+            data::remove_all(self, self.data_pool(&b), &part_stripes(&b.id, upload, &p.tag, p.size, p.stripe)).await;
         }
         self.drop_upload_records(&b, upload).await;
         Ok(PutOutput { etag: meta.etag, checksum: meta.checksum, size: meta.size })
@@ -346,7 +354,8 @@ impl Vault {
             Err(e) => return Err(e.into()),
         }
         for p in self.all_parts(b, &rec.upload).await? {
-            data::remove_all(self, &part_stripes(&b.id, &rec.upload, &p.tag, p.size, p.stripe)).await;
+            data::remove_all(self, self.data_pool(b), &part_stripes(&b.id, &rec.upload, &p.tag, p.size, p.stripe))
+                .await;
         }
         self.remove_quietly(&layout::parts_name(&b.id, &rec.upload)).await;
         Ok(())

@@ -106,7 +106,7 @@ impl Vault {
     pub(crate) async fn head_meta(&self, b: &BucketRecord, key: &str) -> Result<Option<(ObjectMeta, u64)>> {
         match self
             .store
-            .read_with_xattrs(&self.obj(layout::head_name(&b.id, key)), ReadRange::Range { offset: 0, len: 0 })
+            .read_with_xattrs(&self.data_obj(b, layout::head_name(&b.id, key)), ReadRange::Range { offset: 0, len: 0 })
             .await
         {
             Ok((r, x)) => {
@@ -189,6 +189,7 @@ impl Vault {
             _ => Some(Algo::Sha256),
         });
         let spec = data::StripeSpec {
+            pool: self.data_pool(b),
             name: &names,
             owner,
             keep_first: true,
@@ -204,7 +205,7 @@ impl Vault {
             verify_checksum(&input.checksum, w.checksum.as_ref())
         })();
         if let Err(e) = check {
-            data::remove_all(self, &w.names).await;
+            data::remove_all(self, self.data_pool(b), &w.names).await;
             return Err(e);
         }
         let meta = ObjectMeta {
@@ -227,7 +228,7 @@ impl Vault {
             }),
         };
         if let Err(e) = self.commit_head(b, key, &meta, w.first, guard).await {
-            data::remove_all(self, &w.names).await;
+            data::remove_all(self, self.data_pool(b), &w.names).await;
             return Err(e);
         }
         debug!(bucket = %b.name, key, size = meta.size, stripes = w.count, "put object");
@@ -249,7 +250,7 @@ impl Vault {
         self.index_set(b, key, &pending).await?;
         // 2. The head: the commit point.
         let op = WriteOp::new().guard(guard).write_full(first).set_xattr(HEAD_XATTR, layout::encode(meta));
-        let written = match self.store.execute(&self.obj(layout::head_name(&b.id, key)), op).await {
+        let written = match self.store.execute(&self.data_obj(b, layout::head_name(&b.id, key)), op).await {
             Ok(_) => Ok(()),
             Err(StoreError::AlreadyExists(_)) => Err(GwError::PreconditionFailed("If-None-Match")),
             Err(StoreError::Conflict(_)) => Err(GwError::PreconditionFailed("If-Match")),

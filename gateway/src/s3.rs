@@ -416,7 +416,13 @@ impl S3 for Gateway {
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
         self.timed("CreateBucket", async {
             let user = self.user(&req).await?;
-            self.vault.create_bucket(&user, &req.input.bucket).await?;
+            let location = req
+                .input
+                .create_bucket_configuration
+                .as_ref()
+                .and_then(|c| c.location_constraint.as_ref())
+                .map(|l| l.as_str().to_owned());
+            self.vault.create_bucket_at(&user, &req.input.bucket, location.as_deref()).await?;
             Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", req.input.bucket)) }))
         })
         .await

@@ -60,7 +60,7 @@ impl Vault {
     ) -> Result<()> {
         validate_tags(&tags, 10)?;
         let b = self.bucket_for(user, bucket).await?;
-        let head = self.obj(layout::head_name(&b.id, key));
+        let head = self.data_obj(&b, layout::head_name(&b.id, key));
         for _ in 0..CAS_ATTEMPTS {
             let Some((mut meta, version)) = self.head_meta(&b, key).await? else {
                 return Err(GwError::NoSuchKey(key.into()));

@@ -55,6 +55,8 @@ pub struct Vault {
     buckets: Mutex<HashMap<String, (Instant, Option<BucketRecord>)>>,
     keys: Mutex<HashMap<String, (Instant, KeyRecord)>>,
     pub(crate) batches: crate::batch::OmapBatcher,
+    /// Chooses new buckets' data pools; without it every bucket's data stays in `opts.pool`.
+    pub(crate) placement: Option<crate::placement::BucketPlacement>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -76,6 +78,7 @@ impl Vault {
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             batches: Default::default(),
+            placement: None,
         };
         let meta = vault.obj(META_OBJECT);
         match vault.store.omap_get(&meta, &["format".to_string()]).await {
@@ -109,7 +112,18 @@ impl Vault {
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             batches: Default::default(),
+            placement: None,
         }
+    }
+
+    /// Lets the placement engine choose new buckets' data pools.
+    pub fn with_placement(mut self, placement: crate::placement::BucketPlacement) -> Vault {
+        self.placement = Some(placement);
+        self
+    }
+
+    pub fn placement(&self) -> Option<&crate::placement::BucketPlacement> {
+        self.placement.as_ref()
     }
 
     pub fn options(&self) -> &VaultOptions {
@@ -120,8 +134,24 @@ impl Vault {
         &self.store
     }
 
+    /// An object of the gateway's own pool (records, indexes, upload lists).
     pub(crate) fn obj(&self, name: impl Into<String>) -> ObjectRef {
         ObjectRef::new(self.opts.pool.clone(), self.opts.namespace.clone(), name)
+    }
+
+    /// The pool holding a bucket's data (heads, tails, part stripes).
+    pub fn data_pool<'a>(&'a self, b: &'a BucketRecord) -> &'a str {
+        b.data_pool.as_deref().unwrap_or(&self.opts.pool)
+    }
+
+    /// A data object of a bucket.
+    pub(crate) fn data_obj(&self, b: &BucketRecord, name: impl Into<String>) -> ObjectRef {
+        self.data_obj_in(self.data_pool(b), name)
+    }
+
+    /// A data object in a given pool.
+    pub(crate) fn data_obj_in(&self, pool: &str, name: impl Into<String>) -> ObjectRef {
+        ObjectRef::new(pool.to_owned(), self.opts.namespace.clone(), name)
     }
 
     /// The bucket record (cached for `cache_ttl`), `None` when there is no such bucket.
