@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -12,11 +12,13 @@ use clap::Args;
 use cyvault_gateway::auth::VaultAuth;
 use cyvault_gateway::metered::MeteredStore;
 use cyvault_gateway::metrics::Metrics;
+use cyvault_gateway::placement::BucketPlacement;
 use cyvault_gateway::s3::Gateway;
 use cyvault_gateway::{Vault, server};
 use s3s::service::S3ServiceBuilder;
 use tracing::{info, warn};
 
+use crate::placement_live::{Refresher, load_topology};
 use crate::settings::{Config, S3StoreArgs, load_config};
 
 #[derive(Debug, Args)]
@@ -51,6 +53,16 @@ pub struct GatewayArgs {
     /// Age below which leftovers are never swept [config: gc.grace_secs; default: 3600].
     #[arg(long)]
     pub gc_grace_secs: Option<u64>,
+    /// Topology file: new buckets' data pools are chosen by the placement engine from their
+    /// LocationConstraint [config: placement.topology; default: off].
+    #[arg(long)]
+    pub placement_topology: Option<PathBuf>,
+    /// The topology's cluster this gateway's clients are in [config: placement.consumer].
+    #[arg(long)]
+    pub placement_consumer: Option<String>,
+    /// The topology's name for the Ceph cluster the gateway stores into [config: placement.storage_cluster].
+    #[arg(long)]
+    pub placement_cluster: Option<String>,
 }
 
 /// Opens the S3 state (shared by `gateway` and the S3 admin commands).
@@ -130,17 +142,90 @@ async fn shutdown_signal() {
     }
 }
 
+/// The placement engine for new buckets, when a topology is configured, with its refresher
+/// running against the cluster (rados backend).
+async fn placement_setup(
+    args: &GatewayArgs,
+    cfg: &Config,
+    settings: &crate::settings::StorageSettings,
+    region: &str,
+    cluster: Option<Arc<cyvault_store::Cluster>>,
+    store: cyvault_store::DynStore,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<BucketPlacement>> {
+    let p = &cfg.placement;
+    let Some(path) = args
+        .placement_topology
+        .clone()
+        .or_else(|| Some(PathBuf::from(&p.topology)).filter(|p| !p.as_os_str().is_empty()))
+    else {
+        return Ok(None);
+    };
+    let topo = load_topology(&path)?;
+    let consumer = args.placement_consumer.clone().unwrap_or_else(|| p.consumer.clone());
+    if topo.cluster(&consumer).is_none() {
+        bail!(
+            "placement consumer {consumer:?} is not a cluster of {} (set --placement-consumer or placement.consumer)",
+            path.display()
+        );
+    }
+    let storage_cluster = args.placement_cluster.clone().unwrap_or_else(|| p.storage_cluster.clone());
+    let storage_cluster = Some(storage_cluster).filter(|c| !c.is_empty());
+    if let Some(c) = &storage_cluster
+        && topo.cluster(c).is_none()
+    {
+        bail!("placement storage cluster {c:?} is not a cluster of {}", path.display());
+    }
+    let topology = Arc::new(RwLock::new(topo));
+    if let (Some(cluster), Some(sc)) = (cluster, &storage_cluster) {
+        let refresher = Refresher {
+            cluster,
+            store,
+            namespace: settings.namespace.clone(),
+            storage_cluster: sc.clone(),
+            vantage: consumer.clone(),
+            samples: p.probe_samples,
+            metrics: Some(metrics.placement().clone()),
+        };
+        // The first refresh happens before the gateway serves, so the first decision already
+        // uses measured numbers.
+        match refresher.refresh(&topology).await {
+            Ok(obs) => info!(pools = obs.len(), "placement: capacity and RTTs measured"),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "placement: first refresh failed; using the topology file's numbers")
+            }
+        }
+        if p.refresh_secs > 0 {
+            let every = Duration::from_secs(p.refresh_secs);
+            let topology = topology.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(every).await;
+                refresher.run(topology, every).await
+            });
+        }
+    }
+    info!(topology = %path.display(), %consumer, storage_cluster = ?storage_cluster, "placement engine on");
+    Ok(Some(
+        BucketPlacement::new(topology, consumer, storage_cluster, region).with_metrics(metrics.placement().clone()),
+    ))
+}
+
 pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
     let cfg = load_config(args.store.config.as_deref())?;
     let settings = args.store.resolve(&cfg)?;
-    let raw = settings.open().await?;
+    let (raw, cluster) = settings.open_with_cluster().await?;
     let metrics = Arc::new(Metrics::new());
     let store: cyvault_store::DynStore = Arc::new(MeteredStore::new(raw, metrics.clone()));
     let cache = Duration::from_secs(args.auth_cache_secs.unwrap_or(cfg.gateway.auth_cache_secs));
-    let vault = Arc::new(Vault::open(store, settings.vault_options(&cfg, cache)).await.context("open the S3 state")?);
+    let region = args.region.clone().unwrap_or_else(|| cfg.gateway.region.clone());
+    let mut vault =
+        Vault::open(store.clone(), settings.vault_options(&cfg, cache)).await.context("open the S3 state")?;
+    if let Some(placement) = placement_setup(&args, &cfg, &settings, &region, cluster, store, &metrics).await? {
+        vault = vault.with_placement(placement);
+    }
+    let vault = Arc::new(vault);
     root_credentials(&vault, &settings.data_dir).await?;
 
-    let region = args.region.clone().unwrap_or_else(|| cfg.gateway.region.clone());
     let mut builder = S3ServiceBuilder::new(Gateway::new(vault.clone(), metrics.clone(), region));
     builder.set_auth(VaultAuth::new(vault.clone()));
     let domains = if args.domains.is_empty() { cfg.gateway.domains.clone() } else { args.domains.clone() };

@@ -5,6 +5,8 @@ mod admin_s3;
 mod gateway;
 mod perf;
 mod perf_list;
+mod placement;
+mod placement_live;
 mod settings;
 mod store_args;
 
@@ -37,6 +39,9 @@ enum Command {
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
+    /// The placement engine: explain decisions, check topology files, print the CRD.
+    #[command(subcommand)]
+    Placement(placement::PlacementCommand),
     /// Operator tools: look at and change what is stored.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
             Command::Gateway(args) => gateway::run(*args).await,
             Command::Perf(cmd) => perf::run(cmd).await,
             Command::Admin(cmd) => admin::run(cmd).await,
+            Command::Placement(cmd) => placement::run(cmd).await,
         }
     });
     match result {

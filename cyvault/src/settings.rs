@@ -20,6 +20,35 @@ pub struct Config {
     pub storage: StorageSection,
     pub s3: S3Section,
     pub gc: GcSection,
+    pub placement: PlacementSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementSection {
+    /// Topology file (deploy/placement/cyberun.toml is the example); empty turns placement off.
+    pub topology: String,
+    /// The cluster this process's clients are in (a cluster of the topology).
+    pub consumer: String,
+    /// The topology's name for the Ceph cluster this process is connected to; only its pools
+    /// can hold data placed here. Empty: any pool.
+    pub storage_cluster: String,
+    /// Seconds between refreshes of pool capacity (`ceph df`) and RTT probes (rados backend); 0: never.
+    pub refresh_secs: u64,
+    /// Round trips timed per pool and refresh.
+    pub probe_samples: u32,
+}
+
+impl Default for PlacementSection {
+    fn default() -> Self {
+        PlacementSection {
+            topology: String::new(),
+            consumer: String::new(),
+            storage_cluster: String::new(),
+            refresh_secs: 60,
+            probe_samples: 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -182,8 +211,14 @@ impl S3StoreArgs {
 
 impl StorageSettings {
     pub async fn open(&self) -> Result<Arc<dyn ObjectStore>> {
+        Ok(self.open_with_cluster().await?.0)
+    }
+
+    /// Opens the store, and with the rados backend also returns the cluster handle (for
+    /// `ceph df` and monitor commands).
+    pub async fn open_with_cluster(&self) -> Result<(Arc<dyn ObjectStore>, Option<Arc<Cluster>>)> {
         Ok(match self.backend {
-            Backend::Local => crate::store_args::open_local(&self.data_dir).await?,
+            Backend::Local => (crate::store_args::open_local(&self.data_dir).await?, None),
             Backend::Rados => {
                 if self.ceph_conf.is_empty() {
                     bail!("the rados backend needs --ceph-conf (or CYVAULT_CEPH_CONF, or storage.ceph_conf)");
@@ -192,7 +227,7 @@ impl StorageSettings {
                 let cluster = Cluster::connect(&config)
                     .await
                     .with_context(|| format!("connect to ceph with {} as client.{}", config.conf_path, config.id))?;
-                Arc::new(RadosStore::new(cluster))
+                (Arc::new(RadosStore::new(cluster.clone())), Some(cluster))
             }
         })
     }
