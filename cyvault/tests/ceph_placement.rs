@@ -89,7 +89,8 @@ min_replicas = 1
 }
 
 fn ceph_conf() -> String {
-    std::env::var("CYVAULT_CEPH_CONF").unwrap_or_else(|_| panic!("CYVAULT_CEPH_CONF is not set: run through scripts/test"))
+    std::env::var("CYVAULT_CEPH_CONF")
+        .unwrap_or_else(|_| panic!("CYVAULT_CEPH_CONF is not set: run through scripts/test"))
 }
 
 /// Object names of a pool's namespace, by `rados ls` (the real cluster, not our store code).
@@ -175,7 +176,14 @@ fn a_location_constraint_lands_objects_in_the_pool_the_engine_chose() {
     );
     assert!(err.contains("VAULT-PL-002"), "{err}");
     aws.fails(
-        &["s3api", "create-bucket", "--bucket", &far, "--create-bucket-configuration", "LocationConstraint=eu-west-1:hdd"],
+        &[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            &far,
+            "--create-bucket-configuration",
+            "LocationConstraint=eu-west-1:hdd",
+        ],
         "InvalidLocationConstraint",
         "CreateBucket",
     );
