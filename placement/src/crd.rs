@@ -59,7 +59,7 @@ pub struct PlacementPolicySpec {
     pub consumer: String,
     /// What the consumer asks for: `volume` (RBD images, from the CSI driver) or `bucket` (object
     /// data, from the S3 gateway).
-    pub kind: PolicyKind,
+    pub kind: RequestKind,
     /// The largest p99 round-trip time, in milliseconds, from the consumer to a pool's cluster.
     #[schemars(range(min = 0.0))]
     pub latency_budget_ms: f64,
@@ -74,7 +74,7 @@ pub struct PlacementPolicySpec {
     pub min_replicas: u32,
     /// The weakest CRUSH failure domain a pool may spread its copies across; any when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_domain: Option<PolicyFailureDomain>,
+    pub failure_domain: Option<FailureDomain>,
     /// The fill ratio, in (0, 1], that no placement may push a pool past.
     #[serde(default = "default_max_fill")]
     #[schemars(range(max = 1.0), extend("minimum" = 0.0, "exclusiveMinimum" = true))]
@@ -89,79 +89,15 @@ fn default_max_fill() -> f64 {
     0.85
 }
 
-/// [`RequestKind`] as the CRD spells it.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyKind {
-    Volume,
-    Bucket,
-}
-
-/// [`FailureDomain`] as the CRD spells it, weakest first.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyFailureDomain {
-    Osd,
-    Host,
-    Rack,
-    Room,
-    Datacenter,
-    Region,
-}
-
-impl From<RequestKind> for PolicyKind {
-    fn from(k: RequestKind) -> Self {
-        match k {
-            RequestKind::Volume => PolicyKind::Volume,
-            RequestKind::Bucket => PolicyKind::Bucket,
-        }
-    }
-}
-
-impl From<PolicyKind> for RequestKind {
-    fn from(k: PolicyKind) -> Self {
-        match k {
-            PolicyKind::Volume => RequestKind::Volume,
-            PolicyKind::Bucket => RequestKind::Bucket,
-        }
-    }
-}
-
-impl From<FailureDomain> for PolicyFailureDomain {
-    fn from(d: FailureDomain) -> Self {
-        match d {
-            FailureDomain::Osd => PolicyFailureDomain::Osd,
-            FailureDomain::Host => PolicyFailureDomain::Host,
-            FailureDomain::Rack => PolicyFailureDomain::Rack,
-            FailureDomain::Room => PolicyFailureDomain::Room,
-            FailureDomain::Datacenter => PolicyFailureDomain::Datacenter,
-            FailureDomain::Region => PolicyFailureDomain::Region,
-        }
-    }
-}
-
-impl From<PolicyFailureDomain> for FailureDomain {
-    fn from(d: PolicyFailureDomain) -> Self {
-        match d {
-            PolicyFailureDomain::Osd => FailureDomain::Osd,
-            PolicyFailureDomain::Host => FailureDomain::Host,
-            PolicyFailureDomain::Rack => FailureDomain::Rack,
-            PolicyFailureDomain::Room => FailureDomain::Room,
-            PolicyFailureDomain::Datacenter => FailureDomain::Datacenter,
-            PolicyFailureDomain::Region => FailureDomain::Region,
-        }
-    }
-}
-
 impl From<&PolicySpec> for PlacementPolicySpec {
     fn from(p: &PolicySpec) -> Self {
         PlacementPolicySpec {
             consumer: p.consumer.clone(),
-            kind: p.kind.into(),
+            kind: p.kind,
             latency_budget_ms: p.latency_budget_ms,
             device_class: p.device_class.clone(),
             min_replicas: p.min_replicas,
-            failure_domain: p.failure_domain.map(Into::into),
+            failure_domain: p.failure_domain,
             max_fill: p.max_fill,
         }
     }
@@ -179,11 +115,11 @@ impl PlacementPolicy {
         Ok(PolicySpec {
             name,
             consumer: s.consumer.clone(),
-            kind: s.kind.into(),
+            kind: s.kind,
             latency_budget_ms: s.latency_budget_ms,
             device_class: s.device_class.clone(),
             min_replicas: s.min_replicas,
-            failure_domain: s.failure_domain.map(Into::into),
+            failure_domain: s.failure_domain,
             max_fill: s.max_fill,
         })
     }
@@ -297,17 +233,13 @@ mod tests {
     }
 
     #[test]
-    fn every_failure_domain_and_kind_round_trips() {
+    fn every_failure_domain_and_kind_is_spelled_as_in_the_topology_file() {
         use FailureDomain::*;
         for d in [Osd, Host, Rack, Room, Datacenter, Region] {
-            assert_eq!(FailureDomain::from(PolicyFailureDomain::from(d)), d);
-            // The CRD spells them as the topology file does.
-            let crd = serde_json::to_value(PolicyFailureDomain::from(d)).unwrap();
-            assert_eq!(crd, serde_json::Value::String(d.to_string()));
+            assert_eq!(serde_json::to_value(d).unwrap(), serde_json::Value::String(d.to_string()));
         }
         for k in [RequestKind::Volume, RequestKind::Bucket] {
-            assert_eq!(RequestKind::from(PolicyKind::from(k)), k);
-            assert_eq!(serde_json::to_value(PolicyKind::from(k)).unwrap(), k.as_str());
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
     }
 

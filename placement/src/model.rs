@@ -37,6 +37,7 @@ impl fmt::Display for PoolKind {
 
 /// What a consumer asks for: a block volume (from the CSI driver) or a bucket (from the gateway).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RequestKind {
     Volume,
@@ -68,6 +69,7 @@ impl fmt::Display for RequestKind {
 
 /// The CRUSH level across which a pool's copies are spread, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FailureDomain {
     Osd,
