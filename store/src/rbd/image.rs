@@ -355,6 +355,15 @@ unsafe extern "C" fn on_complete(c: ffi::rbd_completion_t, arg: *mut c_void) {
 /// Submits `op` and waits for its completion. `Err` carries a negative errno from the
 /// submission itself; librbd's verdict on the request is the return value in `Ok`.
 async fn submit(image: &Arc<Handle>, op: Op, buf: Buf) -> std::result::Result<Completed, ssize_t> {
+    // Everything raw lives in `start`, so the future holds only the receiver across the await
+    // and stays `Send`.
+    let rx = start(image, op, buf)?;
+    // The callback always sends before dropping the sender; a closed channel cannot happen.
+    rx.await.map_err(|_| -(libc::EIO as ssize_t))
+}
+
+/// Submits one op; the returned receiver gets its result from the completion callback.
+fn start(image: &Arc<Handle>, op: Op, buf: Buf) -> std::result::Result<oneshot::Receiver<Completed>, ssize_t> {
     let (tx, rx) = oneshot::channel();
     let mut slot = Box::new(Slot { buf, tx, image: Arc::clone(image) });
     // Pointers into the slot's buffer: heap memory that stays put while the box moves and
@@ -394,13 +403,21 @@ async fn submit(image: &Arc<Handle>, op: Op, buf: Buf) -> std::result::Result<Co
         }
         return Err(rc as ssize_t);
     }
-    // The callback always sends before dropping the sender; a closed channel cannot happen.
-    rx.await.map_err(|_| -(libc::EIO as ssize_t))
+    Ok(rx)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compile-time: image I/O futures can move between runtime workers (`tokio::spawn`).
+    #[allow(dead_code)]
+    fn io_futures_are_send(img: &Image) {
+        fn send<T: Send>(_: T) {}
+        send(img.read(0, 1));
+        send(img.write(0, Bytes::new()));
+        send(img.flush());
+    }
 
     #[test]
     fn extents_are_checked_before_librbd() {
