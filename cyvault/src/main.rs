@@ -2,8 +2,10 @@
 
 mod admin;
 mod admin_s3;
+mod csi;
 mod gateway;
 mod perf;
+mod perf_csi;
 mod perf_list;
 mod placement;
 mod placement_live;
@@ -36,6 +38,8 @@ struct Cli {
 enum Command {
     /// Serve S3 on the local backend (default) or on Ceph RADOS.
     Gateway(Box<gateway::GatewayArgs>),
+    /// The Kubernetes CSI plugin (controller and/or node) on a unix socket.
+    Csi(Box<csi::CsiArgs>),
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Gateway(args) => gateway::run(*args).await,
+            Command::Csi(args) => csi::run(*args).await,
             Command::Perf(cmd) => perf::run(cmd).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Placement(cmd) => placement::run(cmd).await,

@@ -28,6 +28,9 @@ pub enum PerfCommand {
     /// Placement decisions per second on a synthetic federation (10,000 pools × 50 clusters by
     /// default), next to a bare scan of the same pools in the same run.
     Placement(PlacementBench),
+    /// CreateVolume and DeleteVolume latency (p50/p99) through a `cyvault csi` plugin it starts,
+    /// next to `rbd create`/`rbd rm` and bare librbd on the same pool in the same run.
+    Csi(crate::perf_csi::CsiBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,6 +166,7 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
         PerfCommand::S3(args) => run_s3(args).await,
         PerfCommand::List(args) => crate::perf_list::run(args).await,
         PerfCommand::Placement(args) => perf_placement(args),
+        PerfCommand::Csi(args) => crate::perf_csi::run(args).await,
     }
 }
 

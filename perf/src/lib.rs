@@ -2,6 +2,7 @@
 //! ratio against a baseline measured in the same run, and leaves judging to the reader (or to a
 //! gate that reads `--json`).
 
+pub mod csi_bench;
 pub mod placement_bench;
 pub mod rados_bench;
 pub mod s3_bench;
