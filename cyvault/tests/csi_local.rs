@@ -67,3 +67,51 @@ async fn a_volume_from_create_to_mount_and_back() {
         .await
         .unwrap_or_else(|e| panic!("delete: {e}"));
 }
+
+/// Placement through the socket: the requisite topology picks the consumer, the engine the pool;
+/// the volume reports its accessible topology, and a consumer an ocean away is refused with
+/// RESOURCE_EXHAUSTED carrying the engine's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_volume_places_by_topology_and_refuses_clearly() {
+    use std::collections::HashMap;
+    let topo = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/placement/cyberun.toml");
+    let plugin = Plugin::start(&[
+        "--backend",
+        "local",
+        "--placement-topology",
+        topo,
+        "--placement-consumer",
+        "destroyer",
+        "--placement-cluster",
+        "auxiliary",
+    ]);
+    let mut c = plugin.clients().await;
+    let seg = |cluster: &str| pb::Topology {
+        segments: HashMap::from([("topology.cyvault.io/cluster".to_string(), cluster.to_string())]),
+    };
+    let mut req = create_req("placed", 1 << 30, mount_cap("ext4"));
+    req.accessibility_requirements =
+        Some(pb::TopologyRequirement { requisite: vec![seg("destroyer")], preferred: vec![seg("aegis")] });
+    let vol = c.controller.create_volume(req).await.unwrap_or_else(|e| panic!("{e}")).into_inner().volume;
+    let vol = vol.unwrap_or_else(|| panic!("no volume"));
+    // Aegis (preferred) is refused by the 2 ms budget, Destroyer (requisite) places on NVMe.
+    assert!(vol.volume_id.starts_with("cyv1:v:rbd-nvme:"), "{}", vol.volume_id);
+    assert_eq!(vol.accessible_topology, vec![seg("destroyer")]);
+    assert!(plugin.path("data/csi/pools/rbd-nvme").read_dir().map(|d| d.count()).unwrap_or(0) == 1);
+
+    let mut far = create_req("far", 1 << 30, mount_cap("ext4"));
+    far.accessibility_requirements = Some(pb::TopologyRequirement { requisite: vec![seg("aegis")], preferred: vec![] });
+    let err = c.controller.create_volume(far).await.err().unwrap_or_else(|| panic!("aegis was placed"));
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        err.message()
+            .starts_with("VAULT-PL-001: no rbd pool within 2.0 ms of aegis; nearest auxiliary/rbd-nvme at 88.4 ms"),
+        "{}",
+        err.message()
+    );
+    // A class from the StorageClass.
+    let mut ssd = create_req("ssd", 1 << 30, mount_cap("ext4"));
+    ssd.parameters.insert("deviceClass".into(), "ssd".into());
+    let vol = c.controller.create_volume(ssd).await.unwrap_or_else(|e| panic!("{e}")).into_inner().volume;
+    assert!(vol.map(|v| v.volume_id).unwrap_or_default().starts_with("cyv1:v:rbd-ssd:"));
+}
