@@ -181,12 +181,10 @@ async fn detach_last(g: &mut Guard) {
     }
 }
 
-/// Closes the source once FUSE has let go of it, so the image can be opened again at once.
+/// Closes the source after FUSE let go of it (waiting for I/O in flight), so the image can be
+/// opened again at once.
 async fn close(source: Arc<RbdSource>) {
-    match Arc::try_unwrap(source) {
-        Ok(s) => ok(s.close().await),
-        Err(_) => panic!("the rbd source is still referenced after the FUSE unmount"),
-    }
+    ok(source.close().await)
 }
 
 /// The scenario: format, write, detach, attach again, read back; then grow while
