@@ -21,6 +21,46 @@ pub struct Config {
     pub s3: S3Section,
     pub gc: GcSection,
     pub placement: PlacementSection,
+    pub csi: CsiSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsiSection {
+    /// The CSI socket, unix:///path/csi.sock (`CSI_ENDPOINT` and --endpoint win).
+    pub endpoint: String,
+    /// `controller`, `node` or `all`.
+    pub mode: String,
+    /// Pool of volumes without a placement topology, and of the journal (rados).
+    pub pool: String,
+    /// RADOS namespace of the journal objects.
+    pub journal_namespace: String,
+    /// Where the node plugin records what it staged, and its FUSE mount points.
+    pub state_dir: String,
+    /// Most volumes a node attaches (NodeGetInfo).
+    pub max_volumes: i64,
+    /// This node's topology segments (KEY = VALUE).
+    pub node_topology: std::collections::BTreeMap<String, String>,
+    /// Read the node's topology from its Kubernetes Node's labels.
+    pub node_topology_from_labels: bool,
+    /// kubeconfig for that (empty: in-cluster, else KUBECONFIG).
+    pub kubeconfig: String,
+}
+
+impl Default for CsiSection {
+    fn default() -> Self {
+        CsiSection {
+            endpoint: String::new(),
+            mode: "all".into(),
+            pool: "rbd".into(),
+            journal_namespace: "cyvault-csi".into(),
+            state_dir: "/var/lib/cyvault/csi".into(),
+            max_volumes: 64,
+            node_topology: Default::default(),
+            node_topology_from_labels: false,
+            kubeconfig: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -115,3 +115,24 @@ async fn create_volume_places_by_topology_and_refuses_clearly() {
     let vol = c.controller.create_volume(ssd).await.unwrap_or_else(|e| panic!("{e}")).into_inner().volume;
     assert!(vol.map(|v| v.volume_id).unwrap_or_default().starts_with("cyv1:v:rbd-ssd:"));
 }
+
+/// The one TOML config: `[storage]` and `[csi]` keys apply where no flag says otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = dir.path().join("cyvault.toml");
+    std::fs::write(
+        &cfg,
+        "[storage]\nbackend = \"local\"\n\n[csi]\npool = \"from-config\"\nmax_volumes = 7\n\n[csi.node_topology]\n\"topology.cyvault.io/cluster\" = \"destroyer\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let plugin = Plugin::start(&["--config", &cfg.display().to_string()]);
+    let mut c = plugin.clients().await;
+    let vol = c.controller.create_volume(create_req("cfg", 1 << 20, mount_cap("ext4"))).await;
+    let vol = vol.unwrap_or_else(|e| panic!("{e}")).into_inner().volume.unwrap_or_else(|| panic!("no volume"));
+    assert!(vol.volume_id.starts_with("cyv1:v:from-config:"), "{}", vol.volume_id);
+    let info = c.node.node_get_info(pb::NodeGetInfoRequest {}).await.unwrap_or_else(|e| panic!("{e}")).into_inner();
+    assert_eq!(info.max_volumes_per_node, 7);
+    let topo = info.accessible_topology.map(|t| t.segments).unwrap_or_default();
+    assert_eq!(topo.get("topology.cyvault.io/cluster").map(String::as_str), Some("destroyer"));
+}
