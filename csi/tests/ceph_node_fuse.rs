@@ -7,6 +7,9 @@
 //! Needs root, `/dev/fuse`, loop devices, util-linux, mount and e2fsprogs. Each test names its
 //! image `node-fuse-<pid>-<nanos>` and, passed or failed, unmounts, detaches and removes it.
 
+mod common;
+
+use common::{MIB, io, ok, pattern, read_file, write_file};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,28 +18,10 @@ use std::time::{Duration, Instant};
 use cyvault_csi::node::attach::{self, FuseAttachment};
 use cyvault_csi::node::fuse::{BlockSource, RbdSource};
 use cyvault_csi::node::mount::{self, FsType};
-use cyvault_csi::node::{CommandLine, NodeError, Result};
+use cyvault_csi::node::{CommandLine, NodeError};
 use cyvault_store::rbd::{CreateOptions, Rbd};
 use cyvault_store::{Cluster, RadosConfig, RadosStore};
 use futures::FutureExt;
-
-const MIB: u64 = 1 << 20;
-
-#[track_caller]
-fn ok<T>(r: Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-#[track_caller]
-fn io<T>(r: std::io::Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 fn ceph_config() -> RadosConfig {
     let conf = std::env::var("CYVAULT_CEPH_CONF").unwrap_or_default();
@@ -144,33 +129,6 @@ async fn scenario(tag: &str, body: impl AsyncFnOnce(&mut Guard)) {
         std::panic::resume_unwind(panic);
     }
     assert!(problems.is_empty(), "cleanup: {problems:?}");
-}
-
-async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(std::io::Error::other(e)),
-    }
-}
-
-async fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let (path, data) = (path.to_path_buf(), data.to_vec());
-    off_runtime(move || {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&path)?;
-        f.write_all(&data)?;
-        f.sync_all()
-    })
-    .await
-}
-
-async fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let path = path.to_path_buf();
-    off_runtime(move || std::fs::read(path)).await
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add((i >> 8) as u8)).collect()
 }
 
 /// Takes the test's last attachment and detaches it.

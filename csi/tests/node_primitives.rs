@@ -6,6 +6,9 @@
 //! failed, unmounts what it mounted and detaches the loop devices it attached (only those
 //! still backed by its own files: a device number it gave back may already be another test's).
 
+mod common;
+
+use common::{MIB, io, off_runtime, ok, pattern, read_file, write_file};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -19,25 +22,6 @@ use cyvault_csi::node::loopdev::{self, LoopOptions};
 use cyvault_csi::node::mount::{self, FsType};
 use cyvault_csi::node::{NodeError, Result};
 use futures::FutureExt;
-
-const MIB: u64 = 1 << 20;
-
-/// The value, or a panic naming the error.
-#[track_caller]
-fn ok<T>(r: Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-#[track_caller]
-fn io<T>(r: std::io::Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// What a test created, to undo whatever it did not undo itself.
 struct Guard {
@@ -172,38 +156,9 @@ impl BlockSource for Counting {
     }
 }
 
-/// Blocking file work off the runtime: the runtime's workers must stay free to serve FUSE.
-async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(std::io::Error::other(e)),
-    }
-}
-
-async fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let (path, data) = (path.to_path_buf(), data.to_vec());
-    off_runtime(move || {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&path)?;
-        f.write_all(&data)?;
-        f.sync_all()
-    })
-    .await
-}
-
-async fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let path = path.to_path_buf();
-    off_runtime(move || std::fs::read(path)).await
-}
-
 async fn grow_file(path: &Path, size: u64) {
     let path = path.to_path_buf();
     io(off_runtime(move || std::fs::OpenOptions::new().write(true).open(&path)?.set_len(size)).await);
-}
-
-/// Recognizable bytes.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add((i >> 8) as u8)).collect()
 }
 
 async fn assert_no_trace(file: &Path, targets: &[&Path]) {

@@ -170,18 +170,6 @@ impl CsiArgs {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = int.recv() => info!("SIGINT: shutting down"),
-    }
-}
-
 pub async fn run(cli: CsiArgs) -> Result<ExitCode> {
     let args = cli.resolve()?;
     let node_id = cli.node_id.clone();
@@ -262,7 +250,9 @@ pub async fn run(cli: CsiArgs) -> Result<ExitCode> {
         writeln!(out, "listening on unix://{}", path.display())?;
         out.flush()?;
     }
-    cyvault_csi::server::serve(driver, listener, path, shutdown_signal()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    cyvault_csi::server::serve(driver, listener, path, crate::signals::shutdown_signal())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Volumes attached through FUSE live in this process and end with it (docs/csi.md); their
     // sessions are not waited for, so a SIGTERM ends the plugin at once.
     info!("CSI plugin stopped");

@@ -129,19 +129,6 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers the process still stops on SIGTERM's default action.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = int.recv() => info!("SIGINT: shutting down"),
-    }
-}
-
 /// The placement engine for new buckets, when a topology is configured, with its refresher
 /// running against the cluster (rados backend).
 async fn placement_setup(
@@ -292,6 +279,6 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
         out.flush()?;
     }
     let grace = Duration::from_secs(cfg.gateway.shutdown_grace_secs);
-    server::serve(listener, service, metrics, tls, shutdown_signal(), grace).await;
+    server::serve(listener, service, metrics, tls, crate::signals::shutdown_signal(), grace).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod perf_list;
 mod placement;
 mod placement_live;
 mod settings;
+mod signals;
 mod store_args;
 
 use std::process::ExitCode;
