@@ -6,6 +6,7 @@ mod csi;
 mod gateway;
 mod perf;
 mod perf_csi;
+mod perf_io;
 mod perf_list;
 mod placement;
 mod placement_live;

@@ -31,6 +31,10 @@ pub enum PerfCommand {
     /// CreateVolume and DeleteVolume latency (p50/p99) through a `cyvault csi` plugin it starts,
     /// next to `rbd create`/`rbd rm` and bare librbd on the same pool in the same run.
     Csi(crate::perf_csi::CsiBench),
+    /// Block I/O through io_uring on a file or block device, in fio's terms (rw, bs, iodepth,
+    /// size, runtime, numjobs, fsync): IOPS, MiB/s, completion-latency percentiles (p50 to
+    /// p99.99) and a per-second series; `--json` for one document with `schema_version` 1.
+    Io(crate::perf_io::IoBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +171,7 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
         PerfCommand::List(args) => crate::perf_list::run(args).await,
         PerfCommand::Placement(args) => perf_placement(args),
         PerfCommand::Csi(args) => crate::perf_csi::run(args).await,
+        PerfCommand::Io(args) => crate::perf_io::run(args).await,
     }
 }
 

@@ -385,7 +385,7 @@ impl PluginProcess {
         &self.log
     }
 
-    /// SIGTERM by pid, then SIGKILL after [`STOP_TIMEOUT`].
+    /// SIGTERM by pid, then SIGKILL after `STOP_TIMEOUT` (20 s).
     pub async fn stop(mut self) -> Result<ExitStatus, CsiBenchError> {
         if let Ok(Some(s)) = self.child.try_wait() {
             return Ok(s);

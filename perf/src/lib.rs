@@ -3,7 +3,10 @@
 //! gate that reads `--json`).
 
 pub mod csi_bench;
+pub mod fio;
+pub mod io;
 pub mod placement_bench;
 pub mod rados_bench;
 pub mod s3_bench;
 pub mod store_bench;
+pub mod svg;

@@ -1,0 +1,228 @@
+//! `cyvault perf io`: block I/O through io_uring on a file or a block device (fio's vocabulary),
+//! with HDR completion-latency percentiles and a per-second series. Ctrl-C stops cleanly, still
+//! prints what was measured, and exits 130.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cyvault_perf::io::{JobSpec, Progress, RegionLayout, RingOptions, Rw};
+use cyvault_perf::s3_bench::parse_size;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, clap::Args)]
+pub struct IoBench {
+    /// File or block device to run on (a file is created or extended only with --create).
+    #[arg(long)]
+    target: PathBuf,
+    /// randread | randwrite | read | write | randrw.
+    #[arg(long, default_value = "randread")]
+    rw: Rw,
+    /// Block size: a multiple of 512 (4k, 4KiB, 128k, 1m, 4096).
+    #[arg(long, default_value = "4k", value_parser = parse_size)]
+    bs: usize,
+    /// Operations in flight per job.
+    #[arg(long, default_value_t = 1)]
+    iodepth: usize,
+    /// Region each job uses (256MiB, 1g); default: the whole target from --offset.
+    #[arg(long, value_parser = parse_size_u64)]
+    size: Option<u64>,
+    /// Start of the region (a multiple of 512).
+    #[arg(long, default_value = "0", value_parser = parse_size_u64)]
+    offset: u64,
+    /// Seconds to measure after the ramp, going round the region as often as needed. Without
+    /// it the run is size-based: one region's worth of operations.
+    #[arg(long)]
+    runtime: Option<f64>,
+    /// Seconds at the start whose completions are not counted.
+    #[arg(long, default_value_t = 0.0)]
+    ramp: f64,
+    /// Jobs in parallel, each on its own thread and ring, with its own seed.
+    #[arg(long, default_value_t = 1)]
+    numjobs: usize,
+    /// How jobs share the target: `shared` (same region, fio's default) or `split` (job i at
+    /// offset + i × size).
+    #[arg(long, default_value = "shared")]
+    region: RegionLayout,
+    /// Percentage of reads with --rw randrw.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    rwmixread: u8,
+    /// fio's fsync=1: link an fdatasync to every write; a write's latency is that of the
+    /// acknowledged write.
+    #[arg(long)]
+    fsync: bool,
+    /// A kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
+    #[arg(long)]
+    sqpoll: bool,
+    /// Idle milliseconds before the SQPOLL thread sleeps.
+    #[arg(long, default_value_t = 1000)]
+    sqpoll_idle_ms: u32,
+    /// Busy-poll completions (IORING_SETUP_IOPOLL, fio's hipri); needs a device with poll queues.
+    #[arg(long)]
+    iopoll: bool,
+    /// Registered (fixed) buffers (the default).
+    #[arg(long = "fixed-bufs", overrides_with = "no_fixed_bufs")]
+    fixed_bufs: bool,
+    /// Plain buffers instead of registered ones.
+    #[arg(long = "no-fixed-bufs", overrides_with = "fixed_bufs")]
+    no_fixed_bufs: bool,
+    /// Do not register the target's descriptor.
+    #[arg(long)]
+    no_fixed_files: bool,
+    /// Submit after this many new operations (fio's iodepth_batch_submit; 1 by default, as fio:
+    /// on the dev VM it beat batching by 10-30 % at 4 KiB QD32); 0: refill every free slot and
+    /// submit them all with the enter that waits.
+    #[arg(long, default_value_t = 1)]
+    submit_batch: u32,
+    /// Set up rings without COOP_TASKRUN/SINGLE_ISSUER/DEFER_TASKRUN (fio sets them; so do we
+    /// by default).
+    #[arg(long)]
+    no_defer_taskrun: bool,
+    /// Through the page cache instead of O_DIRECT.
+    #[arg(long)]
+    buffered: bool,
+    /// Create the file, or extend it, to --offset + --size (× numjobs with --region split), and
+    /// write it out first when a job reads it and it is sparse.
+    #[arg(long)]
+    create: bool,
+    /// Seed of offsets, randrw choices and the verify pattern (job i uses seed + i).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write every block of the region with a pattern, read it back and compare (a correctness
+    /// check, not a benchmark: --runtime and --ramp do not apply).
+    #[arg(long)]
+    verify: bool,
+    /// Print one JSON document (schema_version 1) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_size_u64(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration> {
+    if !(s.is_finite() && s >= 0.0) {
+        bail!("--{what} must be a number of seconds ≥ 0");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn jobs(args: &IoBench) -> Result<Vec<JobSpec>> {
+    let mut j = JobSpec::new(&args.target, args.rw);
+    j.block_size = args.bs;
+    j.iodepth = args.iodepth;
+    j.size = args.size;
+    j.offset = args.offset;
+    j.runtime = match args.runtime {
+        Some(r) if r > 0.0 => Some(seconds("runtime", r)?),
+        Some(_) => bail!("--runtime must be positive"),
+        None => None,
+    };
+    j.ramp = seconds("ramp", args.ramp)?;
+    j.rwmixread = args.rwmixread;
+    j.fsync = args.fsync;
+    j.direct = !args.buffered;
+    j.seed = args.seed;
+    j.verify = args.verify;
+    j.create = args.create;
+    j.ring = RingOptions {
+        sqpoll: args.sqpoll,
+        sqpoll_idle_ms: args.sqpoll_idle_ms,
+        iopoll: args.iopoll,
+        fixed_bufs: !args.no_fixed_bufs,
+        fixed_files: !args.no_fixed_files,
+        submit_batch: args.submit_batch,
+        defer_taskrun: !args.no_defer_taskrun,
+    };
+    let jobs = j.replicate(args.numjobs, args.region)?;
+    for j in &jobs {
+        j.validate()?;
+    }
+    Ok(jobs)
+}
+
+pub async fn run(args: IoBench) -> Result<ExitCode> {
+    let jobs = jobs(&args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::new());
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(1000) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    // Time-based: the bar is the clock. Size-based: bytes done of the bytes asked.
+    let timed = jobs[0].runtime.map(|r| r + jobs[0].ramp).filter(|_| !args.verify);
+    let total_bytes: u64 = if args.verify {
+        jobs.iter().map(|j| 2 * j.size.unwrap_or(0)).sum()
+    } else {
+        jobs.iter().map(|j| j.size.unwrap_or(0)).sum()
+    };
+
+    let task = {
+        let (stop, progress) = (stop.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || cyvault_perf::io::run(&jobs, &stop, &progress))
+    };
+    tokio::pin!(task);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let (mut last_ops, mut last_bytes, mut last_at) = (0u64, 0u64, Instant::now());
+    let mut measuring_since: Option<Instant> = None;
+    let mut interrupted = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut task => break r.context("the I/O jobs' thread")?,
+            r = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                if r.is_ok() {
+                    stop.store(true, Ordering::Relaxed);
+                    bar.set_message("Ctrl-C: stopping, waiting for what is in flight");
+                }
+            }
+            _ = tick.tick() => {
+                if interrupted {
+                    continue;
+                }
+                let now = Instant::now();
+                let (ops, bytes) = (progress.ops(), progress.bytes());
+                if ops == 0 && progress.prefill_bytes() > 0 {
+                    bar.set_message(format!("laying out the file: {} MiB written", progress.prefill_bytes() >> 20));
+                    continue;
+                }
+                let started = *measuring_since.get_or_insert(now);
+                let dt = now.duration_since(last_at).as_secs_f64().max(1e-3);
+                let iops = (ops - last_ops) as f64 / dt;
+                let mib = (bytes - last_bytes) as f64 / dt / 1048576.0;
+                (last_ops, last_bytes, last_at) = (ops, bytes, now);
+                let ramping = jobs_ramping(timed, started, now, args.ramp);
+                bar.set_message(format!("{iops:>9.0} IOPS {mib:>9.1} MiB/s{}", if ramping { " (ramp)" } else { "" }));
+                let done = match timed {
+                    Some(total) => now.duration_since(started).as_secs_f64() / total.as_secs_f64(),
+                    None if total_bytes > 0 => bytes as f64 / total_bytes as f64,
+                    None => 0.0,
+                };
+                bar.set_position((done * 1000.0).min(1000.0) as u64);
+            }
+        }
+    };
+    bar.finish_and_clear();
+    let report = result.with_context(|| format!("cyvault perf io on {}", args.target.display()))?;
+    if args.json {
+        println!("{}", report.to_json()?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    // 130: the shell's code for "interrupted by SIGINT"; the report above is still complete
+    // for what ran.
+    Ok(if interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+fn jobs_ramping(timed: Option<Duration>, started: Instant, now: Instant, ramp: f64) -> bool {
+    timed.is_some() && now.duration_since(started).as_secs_f64() < ramp
+}
