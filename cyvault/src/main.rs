@@ -5,6 +5,7 @@ mod admin_s3;
 mod csi;
 mod gateway;
 mod perf;
+mod perf_compare;
 mod perf_csi;
 mod perf_io;
 mod perf_list;

@@ -35,6 +35,9 @@ pub enum PerfCommand {
     /// size, runtime, numjobs, fsync): IOPS, MiB/s, completion-latency percentiles (p50 to
     /// p99.99) and a per-second series; `--json` for one document with `schema_version` 1.
     Io(crate::perf_io::IoBench),
+    /// The same job through our io_uring engine and through fio's, alternately on the same
+    /// target, with the ratios ours / fio (min / median over --repeat rounds).
+    CompareFio(crate::perf_compare::CompareFio),
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +175,7 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
         PerfCommand::Placement(args) => perf_placement(args),
         PerfCommand::Csi(args) => crate::perf_csi::run(args).await,
         PerfCommand::Io(args) => crate::perf_io::run(args).await,
+        PerfCommand::CompareFio(args) => crate::perf_compare::run(args).await,
     }
 }
 

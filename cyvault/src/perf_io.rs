@@ -56,13 +56,13 @@ pub struct IoBench {
     fsync: bool,
     /// A kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
     #[arg(long)]
-    sqpoll: bool,
+    pub(crate) sqpoll: bool,
     /// Idle milliseconds before the SQPOLL thread sleeps.
     #[arg(long, default_value_t = 1000)]
     sqpoll_idle_ms: u32,
     /// Busy-poll completions (IORING_SETUP_IOPOLL, fio's hipri); needs a device with poll queues.
     #[arg(long)]
-    iopoll: bool,
+    pub(crate) iopoll: bool,
     /// Registered (fixed) buffers (the default).
     #[arg(long = "fixed-bufs", overrides_with = "no_fixed_bufs")]
     fixed_bufs: bool,
@@ -94,10 +94,10 @@ pub struct IoBench {
     /// Write every block of the region with a pattern, read it back and compare (a correctness
     /// check, not a benchmark: --runtime and --ramp do not apply).
     #[arg(long)]
-    verify: bool,
+    pub(crate) verify: bool,
     /// Print one JSON document (schema_version 1) instead of text.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 fn parse_size_u64(s: &str) -> Result<u64, String> {
@@ -111,7 +111,7 @@ fn seconds(what: &str, s: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
-fn jobs(args: &IoBench) -> Result<Vec<JobSpec>> {
+pub(crate) fn jobs(args: &IoBench) -> Result<Vec<JobSpec>> {
     let mut j = JobSpec::new(&args.target, args.rw);
     j.block_size = args.bs;
     j.iodepth = args.iodepth;
