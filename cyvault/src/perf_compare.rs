@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use cyvault_perf::fio::{self, FioJob};
-use cyvault_perf::io::{Progress, Rw};
+use cyvault_perf::io::Progress;
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -56,17 +56,6 @@ struct CompareReport {
     ratios: Ratios,
 }
 
-fn fio_rw(rw: Rw) -> Result<fio::Rw> {
-    Ok(match rw.as_str() {
-        "randread" => fio::Rw::RandRead,
-        "randwrite" => fio::Rw::RandWrite,
-        "read" => fio::Rw::Read,
-        "write" => fio::Rw::Write,
-        "randrw" => fio::Rw::RandRw,
-        other => bail!("no fio equivalent of {other}"),
-    })
-}
-
 /// [min, median] of a list (median of an even count: the mean of the middle two).
 pub fn min_median(mut v: Vec<f64>) -> [f64; 2] {
     v.retain(|x| x.is_finite());
@@ -86,7 +75,7 @@ pub async fn run(args: CompareFio) -> Result<ExitCode> {
         bail!("compare-fio compares plain runs: leave out --verify, --sqpoll and --iopoll");
     }
     let Some(runtime) = j.runtime else { bail!("compare-fio needs --runtime (both tools run time-based)") };
-    let mut f = FioJob::new("compare", j.target.display().to_string(), fio_rw(j.rw)?);
+    let mut f = FioJob::new("compare", j.target.display().to_string(), j.rw);
     f.bs = j.block_size as u64;
     f.iodepth = j.iodepth as u32;
     f.size = j.size;

@@ -7,42 +7,13 @@
 //! for `fdatasync=1` runs the time of each `fdatasync` call comes from the `sync` section.
 
 use std::ffi::OsStr;
-use std::fmt;
 use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// fio's `--rw`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Rw {
-    RandRead,
-    RandWrite,
-    Read,
-    Write,
-    /// Mixed random reads and writes; the share of reads is [`FioJob::rwmixread`].
-    RandRw,
-}
-
-impl Rw {
-    /// The name fio knows it by.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rw::RandRead => "randread",
-            Rw::RandWrite => "randwrite",
-            Rw::Read => "read",
-            Rw::Write => "write",
-            Rw::RandRw => "randrw",
-        }
-    }
-}
-
-impl fmt::Display for Rw {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// fio's `--rw`: the engine's own access patterns, which carry fio's names.
+pub use crate::io::Rw;
 
 /// An RBD image for fio's `rbd` engine (which talks to librbd itself: no kernel RBD needed).
 #[derive(Clone, Debug, PartialEq, Eq)]
