@@ -1,22 +1,38 @@
-//! `cyvault perf compare-fio`: the same job through our io_uring engine and through fio's
-//! io_uring engine, alternately, on the same target in one run; both results and the ratios
-//! ours / fio (IOPS: higher is better; completion-latency percentiles: lower is better), with
-//! min / median over `--repeat` rounds.
+//! `cyvault perf compare-fio [JOB]`: the same jobs through our engine and through fio (its
+//! io_uring engine for files and block devices, its rbd engine for RBD images), alternately on
+//! the same target in one run; both results and the ratios ours / fio (IOPS: higher is better;
+//! completion-latency percentiles: lower is better), min / median over `--repeat` rounds.
+//!
+//! JOB is a fio job file (every job section is compared in turn); without one, the job comes
+//! from the same flags as `cyvault perf io`. Either way both engines run what was understood
+//! of it: the fio side is rendered from the parsed job (the command is printed), and a job
+//! file option that the two engines would not treat alike is refused.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cyvault_perf::fio::{self, FioJob};
-use cyvault_perf::io::Progress;
+use cyvault_perf::fio::{self, FioJob, FioSummary};
+use cyvault_perf::fio_jobfile;
+use cyvault_perf::io::{JobSpec, Progress, Report};
+use cyvault_perf::svg;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
 pub struct CompareFio {
+    /// A fio job file: each job section is run by both engines (options both treat alike only;
+    /// `${VAR}` is read from the environment, as fio does). Without it, the job comes from the
+    /// flags below (those of `cyvault perf io`).
+    #[arg(value_name = "JOB")]
+    job_file: Option<PathBuf>,
     #[command(flatten)]
     io: crate::perf_io::IoBench,
-    /// Rounds (ours then fio each round); ratios are reported as min / median.
+    /// Rounds; each runs every job through both engines, ours first in odd rounds and fio first
+    /// in even ones. Ratios are reported as min / median.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
 }
@@ -37,26 +53,32 @@ struct Round {
     fio: Side,
 }
 
+/// `[min, median]` over the rounds of ours / fio.
 #[derive(Debug, Serialize)]
 struct Ratios {
-    /// ours / fio; ≥ 1 means we did more.
+    /// ≥ 1: we completed more.
     iops: [f64; 2],
-    /// ours / fio; ≤ 1 means we were faster.
+    /// ≤ 1: we were faster.
     p50: [f64; 2],
     p99: [f64; 2],
 }
 
 #[derive(Debug, Serialize)]
-struct CompareReport {
-    schema_version: u32,
+struct JobComparison {
+    name: String,
     job: String,
     fio_command: String,
     rounds: Vec<Round>,
-    /// [min, median] over rounds.
     ratios: Ratios,
 }
 
-/// [min, median] of a list (median of an even count: the mean of the middle two).
+#[derive(Debug, Serialize)]
+struct CompareReport {
+    schema_version: u32,
+    jobs: Vec<JobComparison>,
+}
+
+/// `[min, median]` of a list (median of an even count: the mean of the middle two).
 pub fn min_median(mut v: Vec<f64>) -> [f64; 2] {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
@@ -68,101 +90,207 @@ pub fn min_median(mut v: Vec<f64>) -> [f64; 2] {
     [v[0], median]
 }
 
-pub async fn run(args: CompareFio) -> Result<ExitCode> {
-    let jobs = crate::perf_io::jobs(&args.io)?;
-    let j = &jobs[0];
-    if args.io.verify || args.io.sqpoll || args.io.iopoll {
-        bail!("compare-fio compares plain runs: leave out --verify, --sqpoll and --iopoll");
-    }
-    let Some(runtime) = j.runtime else { bail!("compare-fio needs --runtime (both tools run time-based)") };
-    let mut f = FioJob::new("compare", j.target.display().to_string(), j.rw);
-    f.bs = j.block_size as u64;
-    f.iodepth = j.iodepth as u32;
-    f.size = j.size;
-    f.runtime_secs = Some(runtime.as_secs().max(1));
-    f.ramp_secs = (j.ramp.as_secs() > 0).then_some(j.ramp.as_secs());
-    f.numjobs = jobs.len() as u32;
-    f.direct = j.direct;
-    f.fsync = j.fsync;
-    f.rwmixread = (j.rw.as_str() == "randrw").then_some(j.rwmixread);
-    f.uring.fixedbufs = j.ring.fixed_bufs;
-    f.uring.registerfiles = j.ring.fixed_files;
-    f.extra.push(("iodepth_batch_submit".into(), j.ring.submit_batch.max(1).to_string()));
-    let fio_command = f.command_line();
+/// Both engines' full results of a job's last round.
+type LastRound = (Report, FioSummary);
 
-    let mut rounds = Vec::new();
-    for round in 1..=args.repeat.max(1) {
-        let ours = {
-            let jobs = jobs.clone();
-            let stop = Arc::new(AtomicBool::new(false));
-            let progress = Arc::new(Progress::new());
-            let report = tokio::task::spawn_blocking(move || cyvault_perf::io::run(&jobs, &stop, &progress))
-                .await
-                .context("the I/O jobs' thread")??;
-            let a = &report.aggregate;
-            let ns = |v: f64| v / 1000.0;
-            Side {
-                iops: a.iops,
-                p50_us: ns(a.latency.p50_ns as f64),
-                p99_us: ns(a.latency.p99_ns as f64),
-                p999_us: ns(a.latency.p999_ns as f64),
-                mean_us: ns(a.latency.mean_ns),
-            }
-        };
-        let theirs = fio::run(&f).await.with_context(|| format!("run {fio_command}"))?;
-        let dirs: Vec<&fio::DirSummary> = [theirs.read.as_ref(), theirs.write.as_ref()].into_iter().flatten().collect();
-        let Some(first) = dirs.first() else { bail!("fio reported neither reads nor writes") };
-        // Both directions of a mixed job: IOPS add up; latency is that of the busier direction.
-        let busiest = dirs.iter().max_by(|a, b| a.ops.cmp(&b.ops)).unwrap_or(first);
-        let fio_side = Side {
-            iops: dirs.iter().map(|d| d.iops).sum(),
-            p50_us: busiest.latency.p50_us,
-            p99_us: busiest.latency.p99_us,
-            p999_us: busiest.latency.p999_us,
-            mean_us: busiest.latency.mean_us,
-        };
-        if !args.io.json {
-            println!(
-                "round {round}: ours {:>9.0} IOPS p50 {:>8.1} µs p99 {:>8.1} µs | fio {:>9.0} IOPS p50 {:>8.1} µs p99 {:>8.1} µs",
-                ours.iops, ours.p50_us, ours.p99_us, fio_side.iops, fio_side.p50_us, fio_side.p99_us
-            );
+/// One job to compare: our copies of it and fio's rendering of it.
+struct Pair {
+    name: String,
+    ours: Vec<JobSpec>,
+    fio: FioJob,
+}
+
+fn pairs(args: &CompareFio) -> Result<Vec<Pair>> {
+    let Some(path) = &args.job_file else {
+        if args.io.verify || args.io.sqpoll || args.io.iopoll {
+            bail!("compare-fio compares plain runs: leave out --verify, --sqpoll and --iopoll");
         }
-        rounds.push(Round { ours, fio: fio_side });
-    }
-    let ratio = |f: fn(&Side) -> f64| min_median(rounds.iter().map(|r| f(&r.ours) / f(&r.fio)).collect());
-    let ratios = Ratios { iops: ratio(|s| s.iops), p50: ratio(|s| s.p50_us), p99: ratio(|s| s.p99_us) };
-    let report = CompareReport {
-        schema_version: 1,
-        job: format!(
-            "{} bs={} iodepth={} numjobs={} on {}",
-            j.rw,
-            j.block_size,
-            j.iodepth,
-            jobs.len(),
-            j.target.display()
-        ),
-        fio_command,
-        rounds,
-        ratios,
+        let ours = crate::perf_io::jobs(&args.io)?;
+        if ours[0].runtime.is_none_or(|r| r.subsec_nanos() != 0) {
+            bail!("compare-fio needs --runtime in whole seconds (both tools run time-based)");
+        }
+        let fio = fio_jobfile::from_specs(&ours).map_err(anyhow::Error::msg)?;
+        return Ok(vec![Pair { name: ours[0].name.clone(), ours, fio }]);
     };
-    if args.io.json {
+    if args.io.target.is_some() {
+        bail!("give either a job file or --target, not both");
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let jobs = fio_jobfile::parse_job_file(&text, &|v| std::env::var(v).ok())
+        .with_context(|| format!("job file {}", path.display()))?;
+    let login = args.io.ceph_login();
+    jobs.into_iter()
+        .map(|mut fio| {
+            let mut ours = fio_jobfile::to_specs(&fio, login.as_ref())
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("job [{}] of {}", fio.name, path.display()))?;
+            for o in &mut ours {
+                o.create = args.io.create;
+            }
+            if let (Some(r), Some(l)) = (fio.rbd.as_mut(), login.as_ref()) {
+                r.conf = Some(l.conf.clone());
+            }
+            Ok(Pair { name: fio.name.clone(), ours, fio })
+        })
+        .collect()
+}
+
+fn describe(jobs: &[JobSpec]) -> String {
+    let j = &jobs[0];
+    let mix = if j.rw.as_str() == "randrw" { format!(" rwmixread={}", j.rwmixread) } else { String::new() };
+    format!(
+        "{}{mix} bs={} iodepth={} numjobs={}{} on {}",
+        j.rw,
+        j.block_size,
+        j.iodepth,
+        jobs.len(),
+        if j.fsync { " fdatasync=1" } else { "" },
+        j.target
+    )
+}
+
+fn our_side(r: &Report) -> Side {
+    let a = &r.aggregate;
+    let us = |ns: f64| ns / 1000.0;
+    Side {
+        iops: a.iops,
+        p50_us: us(a.latency.p50_ns as f64),
+        p99_us: us(a.latency.p99_ns as f64),
+        p999_us: us(a.latency.p999_ns as f64),
+        mean_us: us(a.latency.mean_ns),
+    }
+}
+
+/// Both directions of a mixed job: IOPS add up; latency is that of the busier direction.
+fn fio_side(s: &FioSummary) -> Result<Side> {
+    let dirs: Vec<&fio::DirSummary> = [s.read.as_ref(), s.write.as_ref()].into_iter().flatten().collect();
+    let Some(busiest) = dirs.iter().copied().max_by_key(|d| d.ops) else {
+        bail!("fio reported neither reads nor writes")
+    };
+    Ok(Side {
+        iops: dirs.iter().map(|d| d.iops).sum(),
+        p50_us: busiest.latency.p50_us,
+        p99_us: busiest.latency.p99_us,
+        p999_us: busiest.latency.p999_us,
+        mean_us: busiest.latency.mean_us,
+    })
+}
+
+async fn run_ours(jobs: &[JobSpec]) -> Result<Report> {
+    let jobs = jobs.to_vec();
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::new());
+    let report = tokio::task::spawn_blocking(move || cyvault_perf::io::run(&jobs, &stop, &progress))
+        .await
+        .context("the I/O jobs' thread")??;
+    Ok(report)
+}
+
+pub async fn run(args: CompareFio) -> Result<ExitCode> {
+    let pairs = pairs(&args)?;
+    let quiet = args.io.json;
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    // Files and images the jobs create are laid out once, before the first round, so that
+    // neither engine pays for it.
+    for p in pairs.iter().filter(|p| p.ours.iter().any(|j| j.create)) {
+        bar.set_message(format!("laying out {}", p.ours[0].target));
+        let (jobs, stop, progress) = (p.ours.clone(), Arc::new(AtomicBool::new(false)), Arc::new(Progress::new()));
+        tokio::task::spawn_blocking(move || cyvault_perf::io::prepare_targets(&jobs, &stop, &progress))
+            .await
+            .context("the I/O jobs' thread")?
+            .with_context(|| format!("lay out {}", p.ours[0].target))?;
+    }
+    let repeat = args.repeat.max(1);
+    // Per job: every round's numbers, and the last round's full results (for the plot).
+    let mut results: Vec<(Vec<Round>, Option<LastRound>)> = pairs.iter().map(|_| (Vec::new(), None)).collect();
+    for round in 1..=repeat {
+        for (p, (rounds, last)) in pairs.iter().zip(results.iter_mut()) {
+            let fio_first = round % 2 == 0;
+            let mut ours = None;
+            let mut theirs = None;
+            for fio_turn in [fio_first, !fio_first] {
+                if fio_turn {
+                    bar.set_message(format!("round {round}/{repeat}: fio {}", p.name));
+                    let s = fio::run(&p.fio).await.with_context(|| format!("run {}", p.fio.command_line()))?;
+                    theirs = Some(s);
+                } else {
+                    bar.set_message(format!("round {round}/{repeat}: ours {}", p.name));
+                    ours = Some(run_ours(&p.ours).await.with_context(|| format!("job {}", p.name))?);
+                }
+            }
+            let (Some(ours), Some(theirs)) = (ours, theirs) else { bail!("internal: a round ran one side only") };
+            let r = Round { ours: our_side(&ours), fio: fio_side(&theirs)? };
+            bar.suspend(|| {
+                if !quiet {
+                    println!(
+                        "{} round {round}: ours {:>9.0} IOPS p50 {:>8.1} µs p99 {:>8.1} µs | fio {:>9.0} IOPS p50 {:>8.1} µs p99 {:>8.1} µs",
+                        p.name, r.ours.iops, r.ours.p50_us, r.ours.p99_us, r.fio.iops, r.fio.p50_us, r.fio.p99_us
+                    );
+                }
+            });
+            rounds.push(r);
+            *last = Some((ours, theirs));
+        }
+    }
+    bar.finish_and_clear();
+
+    let mut comparisons = Vec::new();
+    for (p, (rounds, last)) in pairs.iter().zip(results) {
+        let ratio = |f: fn(&Side) -> f64| min_median(rounds.iter().map(|r| f(&r.ours) / f(&r.fio)).collect());
+        let ratios = Ratios { iops: ratio(|s| s.iops), p50: ratio(|s| s.p50_us), p99: ratio(|s| s.p99_us) };
+        if let (Some(dir), Some((ours, theirs))) = (&args.io.svg, &last) {
+            let path = write_cdf(dir, &p.name, &describe(&p.ours), ours, theirs)?;
+            if !quiet {
+                println!("wrote {}", path.display());
+            }
+        }
+        comparisons.push(JobComparison {
+            name: p.name.clone(),
+            job: describe(&p.ours),
+            fio_command: p.fio.command_line(),
+            rounds,
+            ratios,
+        });
+    }
+    let report = CompareReport { schema_version: 1, jobs: comparisons };
+    if quiet {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("fio: {}", report.fio_command);
-        let r = &report.ratios;
-        println!(
-            "ours / fio over {} rounds (min / median): IOPS {:.3} / {:.3} (higher is better); \
-             p50 {:.3} / {:.3}, p99 {:.3} / {:.3} (lower is better)",
-            report.rounds.len(),
-            r.iops[0],
-            r.iops[1],
-            r.p50[0],
-            r.p50[1],
-            r.p99[0],
-            r.p99[1]
-        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &report.jobs {
+        println!("{}: {}", c.name, c.job);
+        println!("  fio: {}", c.fio_command);
+    }
+    println!("\nours / fio over {repeat} round(s), min / median (IOPS: higher is better; latency: lower is better)");
+    println!("{:<24} {:>17} {:>17} {:>17}", "job", "IOPS", "p50", "p99");
+    for c in &report.jobs {
+        let r = &c.ratios;
+        let cell = |v: [f64; 2]| format!("{:.3} / {:.3}", v[0], v[1]);
+        println!("{:<24} {:>17} {:>17} {:>17}", c.name, cell(r.iops), cell(r.p50), cell(r.p99));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `DIR/<job>-cdf.svg`: our completion-latency CDF and fio's, from the last round.
+fn write_cdf(dir: &std::path::Path, name: &str, job: &str, ours: &Report, theirs: &FioSummary) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut series = vec![svg::Series::new("cyvault", ours.aggregate.latency_cdf.clone())];
+    for (label, d) in [("fio read", &theirs.read), ("fio write", &theirs.write)] {
+        if let Some(d) = d {
+            series.push(svg::Series::new(label, svg::fio_cdf_points(&d.latency)));
+        }
+    }
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let path = dir.join(format!("{safe}-cdf.svg"));
+    std::fs::write(&path, svg::latency_cdf(&series, &format!("{name}: {job}, cyvault vs fio")))
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]

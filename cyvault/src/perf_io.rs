@@ -9,15 +9,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use cyvault_perf::io::{JobSpec, Progress, RegionLayout, RingOptions, Rw};
+use cyvault_perf::io::{CephLogin, JobSpec, Progress, RegionLayout, Report, RingOptions, Rw, TargetSpec};
 use cyvault_perf::s3_bench::parse_size;
+use cyvault_perf::svg;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, clap::Args)]
 pub struct IoBench {
-    /// File or block device to run on (a file is created or extended only with --create).
+    /// What to run on: a file or block device (io_uring; a file is created or extended only
+    /// with --create), `rbd:POOL/IMAGE` (librbd, from user space) or `rados:POOL/PREFIX`
+    /// (objects PREFIX.00000000… through librados; needs --size).
     #[arg(long)]
-    target: PathBuf,
+    pub(crate) target: Option<String>,
+    /// ceph.conf of the cluster of an rbd: or rados: target.
+    #[arg(long, env = "CYVAULT_CEPH_CONF")]
+    pub(crate) ceph_conf: Option<String>,
+    /// cephx id (without `client.`) for rbd: and rados: targets.
+    #[arg(long, default_value = "admin", env = "CYVAULT_CEPH_ID")]
+    pub(crate) ceph_id: String,
+    /// Object size of a rados: target.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size_u64)]
+    object_size: u64,
     /// randread | randwrite | read | write | randrw.
     #[arg(long, default_value = "randread")]
     rw: Rw,
@@ -87,7 +99,7 @@ pub struct IoBench {
     /// Create the file, or extend it, to --offset + --size (× numjobs with --region split), and
     /// write it out first when a job reads it and it is sparse.
     #[arg(long)]
-    create: bool,
+    pub(crate) create: bool,
     /// Seed of offsets, randrw choices and the verify pattern (job i uses seed + i).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -98,6 +110,23 @@ pub struct IoBench {
     /// Print one JSON document (schema_version 1) instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also write plots into this directory: latency-cdf.svg (completion latency on a nines
+    /// scale) and iops.svg (IOPS per second).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) svg: Option<PathBuf>,
+}
+
+impl IoBench {
+    pub(crate) fn ceph_login(&self) -> Option<CephLogin> {
+        self.ceph_conf.as_ref().map(|conf| CephLogin { conf: conf.clone(), id: self.ceph_id.clone() })
+    }
+
+    fn target_spec(&self) -> Result<TargetSpec> {
+        let Some(t) = &self.target else {
+            bail!("give --target (a file, a block device, rbd:POOL/IMAGE or rados:POOL/PREFIX)")
+        };
+        TargetSpec::parse(t, self.ceph_login().as_ref(), self.object_size).map_err(|e| anyhow::anyhow!("--target {e}"))
+    }
 }
 
 fn parse_size_u64(s: &str) -> Result<u64, String> {
@@ -112,7 +141,7 @@ fn seconds(what: &str, s: f64) -> Result<Duration> {
 }
 
 pub(crate) fn jobs(args: &IoBench) -> Result<Vec<JobSpec>> {
-    let mut j = JobSpec::new(&args.target, args.rw);
+    let mut j = JobSpec::new(args.target_spec()?, args.rw);
     j.block_size = args.bs;
     j.iodepth = args.iodepth;
     j.size = args.size;
@@ -212,11 +241,20 @@ pub async fn run(args: IoBench) -> Result<ExitCode> {
         }
     };
     bar.finish_and_clear();
-    let report = result.with_context(|| format!("cyvault perf io on {}", args.target.display()))?;
+    let target = args.target.as_deref().unwrap_or_default();
+    let report = result.with_context(|| format!("cyvault perf io on {target}"))?;
     if args.json {
         println!("{}", report.to_json()?);
     } else {
         print!("{}", report.to_text());
+    }
+    if let Some(dir) = &args.svg {
+        let written = write_plots(dir, &report, &format!("{} {} on {target}", args.rw, human_bytes(args.bs)))?;
+        if !args.json {
+            for p in written {
+                println!("wrote {}", p.display());
+            }
+        }
     }
     // 130: the shell's code for "interrupted by SIGINT"; the report above is still complete
     // for what ran.
@@ -225,4 +263,42 @@ pub async fn run(args: IoBench) -> Result<ExitCode> {
 
 fn jobs_ramping(timed: Option<Duration>, started: Instant, now: Instant, ramp: f64) -> bool {
     timed.is_some() && now.duration_since(started).as_secs_f64() < ramp
+}
+
+/// `4096` → `4KiB`, for titles.
+pub(crate) fn human_bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n.is_multiple_of(1 << 20) => format!("{}MiB", n >> 20),
+        n if n >= 1 << 10 && n.is_multiple_of(1 << 10) => format!("{}KiB", n >> 10),
+        n => format!("{n}B"),
+    }
+}
+
+/// latency-cdf.svg (one curve per job, and all jobs together when there are several) and
+/// iops.svg (IOPS per second) of a report, into `dir` (created when missing).
+pub(crate) fn write_plots(dir: &std::path::Path, report: &Report, title: &str) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut cdf: Vec<svg::Series> =
+        report.jobs.iter().map(|j| svg::Series::new(j.job.name.clone(), j.measured.latency_cdf.clone())).collect();
+    let mut iops: Vec<svg::Series> =
+        report.jobs.iter().map(|j| svg::Series::new(j.job.name.clone(), per_second_iops(&j.measured))).collect();
+    if report.jobs.len() > 1 {
+        cdf.push(svg::Series::new("all jobs", report.aggregate.latency_cdf.clone()));
+        iops.push(svg::Series::new("all jobs", per_second_iops(&report.aggregate)));
+    }
+    let files = [
+        (dir.join("latency-cdf.svg"), svg::latency_cdf(&cdf, &format!("Completion latency: {title}"))),
+        (dir.join("iops.svg"), svg::timeseries(&iops, &format!("IOPS per second: {title}"), "IOPS")),
+    ];
+    let mut written = Vec::new();
+    for (path, text) in files {
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// (end of the second, IOPS) points, leaving out a last fragment shorter than half a second.
+pub(crate) fn per_second_iops(m: &cyvault_perf::io::Measured) -> Vec<(f64, f64)> {
+    m.series.iter().filter(|s| s.seconds >= 0.5).map(|s| (s.second as f64 + s.seconds, s.iops)).collect()
 }

@@ -54,11 +54,16 @@ pub struct FioJob {
     pub iodepth: u32,
     /// Bytes of the file to use (fio creates the file when it does not exist, which needs a size).
     pub size: Option<u64>,
+    /// Start of the region in the file (`--offset`; rendered only when not 0).
+    pub offset: u64,
     /// Run for this long (`--time_based`), looping over the file; without it fio does `size` once.
     pub runtime_secs: Option<u64>,
     /// Run this long first without counting (`--ramp_time`).
     pub ramp_secs: Option<u64>,
     pub numjobs: u32,
+    /// `--norandommap`: random offsets drawn uniformly with replacement (as our engine draws
+    /// them) instead of fio's default map that visits every block once per pass.
+    pub norandommap: bool,
     /// O_DIRECT (`--direct=1`).
     pub direct: bool,
     /// `--fdatasync=1`: an fdatasync after every write; its latency is [`FioSummary::sync`].
@@ -83,9 +88,11 @@ impl FioJob {
             bs: 4096,
             iodepth: 1,
             size: None,
+            offset: 0,
             runtime_secs: None,
             ramp_secs: None,
             numjobs: 1,
+            norandommap: false,
             direct: false,
             fsync: false,
             ioengine: "io_uring".into(),
@@ -97,7 +104,9 @@ impl FioJob {
 
     /// fio's arguments (without the program name), in a fixed order.
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec![format!("--name={}", self.name)];
+        // The engine comes first: fio only knows an engine's own options (--pool, --hipri, …)
+        // once the engine is named.
+        let mut a = vec![format!("--name={}", self.name), format!("--ioengine={}", self.ioengine)];
         match &self.rbd {
             Some(r) => {
                 a.push(format!("--pool={}", r.pool));
@@ -116,11 +125,13 @@ impl FioJob {
         if let Some(size) = self.size {
             a.push(format!("--size={size}"));
         }
+        if self.offset > 0 {
+            a.push(format!("--offset={}", self.offset));
+        }
         a.push(format!("--direct={}", u8::from(self.direct)));
         if self.fsync {
             a.push("--fdatasync=1".into());
         }
-        a.push(format!("--ioengine={}", self.ioengine));
         if self.ioengine == "io_uring" {
             let u = self.uring;
             for (on, flag) in [
@@ -142,6 +153,9 @@ impl FioJob {
             a.push(format!("--ramp_time={secs}"));
         }
         a.push(format!("--numjobs={}", self.numjobs));
+        if self.norandommap && self.rw.is_random() {
+            a.push("--norandommap".into());
+        }
         a.push("--group_reporting".into());
         a.push("--output-format=json".into());
         a.extend(self.extra.iter().map(|(k, v)| format!("--{k}={v}")));

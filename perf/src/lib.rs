@@ -4,6 +4,7 @@
 
 pub mod csi_bench;
 pub mod fio;
+pub mod fio_jobfile;
 pub mod io;
 pub mod placement_bench;
 pub mod rados_bench;

@@ -38,9 +38,11 @@ fn fixture_job(name: &str, rw: Rw, iodepth: u32, rwmixread: Option<u8>, fsync: b
         bs: 4096,
         iodepth,
         size: Some(256 << 20),
+        offset: 0,
         runtime_secs: Some(5),
         ramp_secs: Some(1),
         numjobs: 1,
+        norandommap: false,
         direct: true,
         fsync,
         ioengine: "io_uring".into(),
@@ -131,9 +133,9 @@ fn command_randread_qd1_direct_time_based() {
     job.ramp_secs = Some(5);
     check(
         job,
-        expect![[
-            r#"fio --name=randread --filename=/dev/nvme0n1 --rw=randread --bs=4096 --iodepth=1 --direct=1 --ioengine=io_uring --time_based --runtime=30 --ramp_time=5 --numjobs=1 --group_reporting --output-format=json"#
-        ]],
+        expect![
+            "fio --name=randread --ioengine=io_uring --filename=/dev/nvme0n1 --rw=randread --bs=4096 --iodepth=1 --direct=1 --time_based --runtime=30 --ramp_time=5 --numjobs=1 --group_reporting --output-format=json"
+        ],
     );
 }
 
@@ -145,9 +147,9 @@ fn command_randrw_mix_size_fdatasync_numjobs() {
     job.ioengine = "libaio".into();
     check(
         job,
-        expect![[
-            r#"fio --name=mixed --filename=/var/tmp/f --rw=randrw --rwmixread=70 --bs=16384 --iodepth=32 --size=1073741824 --direct=0 --fdatasync=1 --ioengine=libaio --numjobs=4 --group_reporting --output-format=json"#
-        ]],
+        expect![
+            "fio --name=mixed --ioengine=libaio --filename=/var/tmp/f --rw=randrw --rwmixread=70 --bs=16384 --iodepth=32 --size=1073741824 --direct=0 --fdatasync=1 --numjobs=4 --group_reporting --output-format=json"
+        ],
     );
 }
 
@@ -157,16 +159,16 @@ fn command_io_uring_flags_only_for_io_uring() {
     job.uring = UringFlags { hipri: true, sqthread_poll: true, fixedbufs: true, registerfiles: true };
     check(
         job.clone(),
-        expect![[
-            r#"fio --name=polled --filename=/dev/nvme0n1 --rw=read --bs=4096 --iodepth=1 --direct=0 --ioengine=io_uring --hipri --sqthread_poll --fixedbufs --registerfiles --numjobs=1 --group_reporting --output-format=json"#
-        ]],
+        expect![
+            "fio --name=polled --ioengine=io_uring --filename=/dev/nvme0n1 --rw=read --bs=4096 --iodepth=1 --direct=0 --hipri --sqthread_poll --fixedbufs --registerfiles --numjobs=1 --group_reporting --output-format=json"
+        ],
     );
     job.ioengine = "psync".into();
     check(
         job,
-        expect![[
-            r#"fio --name=polled --filename=/dev/nvme0n1 --rw=read --bs=4096 --iodepth=1 --direct=0 --ioengine=psync --numjobs=1 --group_reporting --output-format=json"#
-        ]],
+        expect![
+            "fio --name=polled --ioengine=psync --filename=/dev/nvme0n1 --rw=read --bs=4096 --iodepth=1 --direct=0 --numjobs=1 --group_reporting --output-format=json"
+        ],
     );
 }
 
@@ -184,9 +186,9 @@ fn command_rbd_engine_names_the_image_and_passes_the_conf() {
     assert_eq!(job.env(), vec![("CEPH_CONF".to_string(), "/tmp/cyv dev/ceph.conf".to_string())]);
     check(
         job,
-        expect![[
-            r#"CEPH_CONF='/tmp/cyv dev/ceph.conf' fio --name=rbd-randwrite --pool=rbd --rbdname=bench-1 --clientname=admin --rw=randwrite --bs=4096 --iodepth=16 --direct=0 --ioengine=rbd --numjobs=1 --group_reporting --output-format=json"#
-        ]],
+        expect![
+            "CEPH_CONF='/tmp/cyv dev/ceph.conf' fio --name=rbd-randwrite --ioengine=rbd --pool=rbd --rbdname=bench-1 --clientname=admin --rw=randwrite --bs=4096 --iodepth=16 --direct=0 --numjobs=1 --group_reporting --output-format=json"
+        ],
     );
 }
 
@@ -195,11 +197,14 @@ fn command_escapes_colons_quotes_for_display_and_appends_extra() {
     let mut job = FioJob::new("it's", "/mnt/a:b", Rw::Write);
     job.extra = vec![("percentile_list".into(), "50:99:99.999".into()), ("verify".into(), "crc32c".into())];
     // The arguments themselves are never shell-quoted (no shell runs them), only the display.
-    assert_eq!(job.args()[..2], ["--name=it's".to_string(), "--filename=/mnt/a\\:b".to_string()]);
+    assert_eq!(
+        job.args()[..3],
+        ["--name=it's".to_string(), "--ioengine=io_uring".into(), "--filename=/mnt/a\\:b".into()]
+    );
     check(
         job,
         expect![[
-            r#"fio '--name=it'\''s' '--filename=/mnt/a\:b' --rw=write --bs=4096 --iodepth=1 --direct=0 --ioengine=io_uring --numjobs=1 --group_reporting --output-format=json --percentile_list=50:99:99.999 --verify=crc32c"#
+            r#"fio '--name=it'\''s' --ioengine=io_uring '--filename=/mnt/a\:b' --rw=write --bs=4096 --iodepth=1 --direct=0 --numjobs=1 --group_reporting --output-format=json --percentile_list=50:99:99.999 --verify=crc32c"#
         ]],
     );
 }

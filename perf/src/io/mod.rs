@@ -6,6 +6,8 @@
 //!   submission, short transfers resubmitted, typed errors for refused features.
 //! - [`workload`]: fio-style job specs (rw, bs, iodepth, size, runtime, ramp, numjobs,
 //!   rwmixread, fsync=1, verify) and running them, one thread and ring per job.
+//! - [`aio`]: the same jobs on RBD images (librbd) and RADOS objects (librados), from user
+//!   space, with `iodepth` operations in flight on a current-thread runtime.
 //! - [`report`]: per-job and aggregate counters, HDR latency percentiles, per-second series,
 //!   text and JSON (`schema_version` 1).
 //!
@@ -13,18 +15,21 @@
 //! registering buffers), each block with the proof that the buffer and descriptor outlive the
 //! operation.
 
+pub mod aio;
 pub mod engine;
 pub mod report;
 pub mod workload;
 
+pub use aio::rados_object_name;
 pub use engine::{
     BUFFER_ALIGN, Completion, Driver, Engine, Feature, IoError, OpKind, OpRequest, RingOptions, RunStats, Target,
     TargetOptions,
 };
 pub use report::{
     DirectionReport, DirectionStats, JobInfo, JobReport, JobStats, LatencyRecorder, LatencySummary, Measured, Report,
-    SCHEMA_VERSION, SecondSample,
+    SCHEMA_VERSION, SecondSample, TargetKind,
 };
 pub use workload::{
-    JobSpec, Progress, RegionLayout, Rng, Rw, pattern_check, pattern_fill, prepare_targets, run, run_job,
+    CephLogin, DEFAULT_RADOS_OBJECT_SIZE, JobSpec, Progress, RegionLayout, Rng, Rw, TargetSpec, pattern_check,
+    pattern_fill, prepare_targets, run, run_job,
 };

@@ -80,6 +80,12 @@ impl LatencyRecorder {
         if self.hist.is_empty() { 0 } else { self.hist.value_at_quantile(q) }
     }
 
+    /// The distribution as (µs, fraction of operations at or below) points, finer towards the
+    /// tail: what [`crate::svg::latency_cdf`] draws.
+    pub fn cdf_points(&self) -> Vec<(f64, f64)> {
+        crate::svg::cdf_points(&self.hist, 1000.0)
+    }
+
     pub fn summary(&self) -> LatencySummary {
         if self.hist.is_empty() {
             return LatencySummary::default();
@@ -123,7 +129,10 @@ pub struct LatencySummary {
 pub struct DirectionStats {
     pub ops: u64,
     pub bytes: u64,
+    /// Completion latency (fio's `clat`): from submission to the reaped completion.
     pub latency: LatencyRecorder,
+    /// Total latency (fio's `lat`): from when the operation was handed over to its completion.
+    pub total_latency: LatencyRecorder,
 }
 
 impl DirectionStats {
@@ -131,6 +140,7 @@ impl DirectionStats {
         self.ops += o.ops;
         self.bytes += o.bytes;
         self.latency.merge(&o.latency);
+        self.total_latency.merge(&o.total_latency);
     }
 }
 
@@ -175,6 +185,7 @@ impl JobStats {
         dir.ops += 1;
         dir.bytes += c.done as u64;
         dir.latency.record(c.latency());
+        dir.total_latency.record(c.total_latency());
         if c.is_short() {
             self.short_ops += 1;
         }
@@ -233,11 +244,38 @@ impl JobStats {
 // The report
 // ---------------------------------------------------------------------------------------------
 
+/// What kind of target a job ran on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// A regular file, through io_uring.
+    File,
+    /// A block device (a loop device counts), through io_uring.
+    BlockDevice,
+    /// An RBD image, through librbd.
+    Rbd,
+    /// RADOS objects, through the storage API on librados.
+    Rados,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::File => "file",
+            TargetKind::BlockDevice => "block device",
+            TargetKind::Rbd => "rbd image",
+            TargetKind::Rados => "rados objects",
+        }
+    }
+}
+
 /// What a job was asked to do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobInfo {
     pub name: String,
+    /// A path, `rbd:POOL/IMAGE` or `rados:POOL/PREFIX`.
     pub target: String,
+    pub target_kind: TargetKind,
     pub target_is_block_device: bool,
     /// fio's name: randread, randwrite, read, write, randrw.
     pub rw: String,
@@ -254,7 +292,8 @@ pub struct JobInfo {
     pub ramp_s: f64,
     pub seed: u64,
     pub verify: bool,
-    pub ring: RingOptions,
+    /// The io_uring setup in effect (files and block devices); `null` for RBD and RADOS.
+    pub ring: Option<RingOptions>,
 }
 
 /// One direction of a job or of the aggregate.
@@ -264,7 +303,10 @@ pub struct DirectionReport {
     pub bytes: u64,
     pub iops: f64,
     pub mib_per_sec: f64,
+    /// Completion latency (fio's `clat`).
     pub latency: LatencySummary,
+    /// Total latency (fio's `lat`): the completion latency plus the submission.
+    pub total_latency: LatencySummary,
 }
 
 /// One second of the measured window (the last one may be partial: `seconds` < 1).
@@ -294,6 +336,9 @@ pub struct Measured {
     pub verified_bytes: u64,
     /// Completion latency of reads and writes together.
     pub latency: LatencySummary,
+    /// The same distribution as `[µs, fraction at or below]` points, finer towards the tail
+    /// (for plots: `--svg` draws them).
+    pub latency_cdf: Vec<(f64, f64)>,
     pub read: Option<DirectionReport>,
     pub write: Option<DirectionReport>,
     pub series: Vec<SecondSample>,
@@ -309,6 +354,7 @@ fn rate(n: u64, seconds: f64) -> f64 {
 impl Measured {
     pub fn from_stats(s: &JobStats) -> Measured {
         let seconds = s.measured.as_secs_f64();
+        let all = s.latency();
         let dir = |d: &DirectionStats| {
             (d.ops > 0).then(|| DirectionReport {
                 ops: d.ops,
@@ -316,6 +362,7 @@ impl Measured {
                 iops: rate(d.ops, seconds),
                 mib_per_sec: rate(d.bytes, seconds) / MIB,
                 latency: d.latency.summary(),
+                total_latency: d.total_latency.summary(),
             })
         };
         let series = s
@@ -346,7 +393,8 @@ impl Measured {
             short_ops: s.short_ops,
             syncs: s.syncs,
             verified_bytes: s.verified_bytes,
-            latency: s.latency().summary(),
+            latency: all.summary(),
+            latency_cdf: all.cdf_points(),
             read: dir(&s.read),
             write: dir(&s.write),
             series,
@@ -407,24 +455,29 @@ impl Report {
             let i = &j.job;
             let mix = i.rwmixread.map(|p| format!(" rwmixread={p}")).unwrap_or_default();
             let mut ring = Vec::new();
-            if i.ring.sqpoll {
-                ring.push("sqpoll");
-            }
-            if i.ring.iopoll {
-                ring.push("iopoll");
-            }
-            if i.ring.fixed_bufs {
-                ring.push("fixed-bufs");
-            }
-            if i.ring.fixed_files {
-                ring.push("fixed-files");
-            }
-            let batch = format!("submit-batch={}", i.ring.submit_batch);
-            if i.ring.submit_batch > 0 {
-                ring.push(&batch);
-            }
-            if i.ring.defer_taskrun {
-                ring.push("defer-taskrun");
+            let batch;
+            match &i.ring {
+                Some(r) => {
+                    for (on, name) in [
+                        (r.sqpoll, "sqpoll"),
+                        (r.iopoll, "iopoll"),
+                        (r.fixed_bufs, "fixed-bufs"),
+                        (r.fixed_files, "fixed-files"),
+                    ] {
+                        if on {
+                            ring.push(name);
+                        }
+                    }
+                    batch = format!("submit-batch={}", r.submit_batch);
+                    if r.submit_batch > 0 {
+                        ring.push(&batch);
+                    }
+                    if r.defer_taskrun {
+                        ring.push("defer-taskrun");
+                    }
+                }
+                None if i.target_kind == TargetKind::Rbd => ring.push("librbd aio"),
+                None => ring.push("librados aio"),
             }
             let _ = writeln!(
                 out,
@@ -437,7 +490,7 @@ impl Report {
                 if i.verify { " verify" } else { "" },
                 if i.direct { "direct" } else { "buffered" },
                 i.target,
-                if i.target_is_block_device { "block device" } else { "file" },
+                i.target_kind.as_str(),
                 i.region_offset,
                 i.region_len,
                 ring.join(" "),

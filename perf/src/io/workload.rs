@@ -16,7 +16,7 @@ use super::engine::{
     Completion, Driver, Engine, IoError, MAX_BLOCK_SIZE, MAX_DEPTH, OpKind, OpRequest, RingOptions, Target,
     TargetOptions, splitmix64,
 };
-use super::report::{JobInfo, JobStats, Report};
+use super::report::{JobInfo, JobStats, Report, TargetKind};
 
 /// The access pattern, with fio's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,12 +99,127 @@ impl FromStr for RegionLayout {
     }
 }
 
-/// One job: one thread, one ring, one region of one target.
+/// How to reach a Ceph cluster for an RBD or RADOS target.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CephLogin {
+    /// A ceph.conf naming the monitors and the keyring.
+    pub conf: String,
+    /// The cephx id without `client.` (e.g. `admin`).
+    pub id: String,
+}
+
+/// Where a job's I/O goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// A regular file or a block device (a loop device counts), through io_uring.
+    Path(PathBuf),
+    /// An RBD image through librbd's asynchronous API, from user space (no kernel RBD).
+    Rbd { ceph: CephLogin, pool: String, image: String },
+    /// RADOS objects `PREFIX.00000000`, `PREFIX.00000001`, … of `object_size` bytes each,
+    /// through the storage API on librados (what the gateway uses): byte `o` of the region is
+    /// byte `o % object_size` of object `o / object_size`.
+    Rados { ceph: CephLogin, pool: String, prefix: String, object_size: u64 },
+}
+
+/// The object size of RADOS targets unless told otherwise: RBD's default, 4 MiB.
+pub const DEFAULT_RADOS_OBJECT_SIZE: u64 = 4 << 20;
+
+impl TargetSpec {
+    /// Reads `rbd:POOL/IMAGE`, `rados:POOL/PREFIX` or a path; the Ceph targets need `ceph`.
+    pub fn parse(s: &str, ceph: Option<&CephLogin>, object_size: u64) -> Result<TargetSpec, String> {
+        let ceph_target = |rest: &str, what: &str| -> Result<(CephLogin, String, String), String> {
+            let Some((pool, name)) = rest.split_once('/') else {
+                return Err(format!("{s:?}: write {what}:POOL/{}", if what == "rbd" { "IMAGE" } else { "PREFIX" }));
+            };
+            if pool.is_empty() || name.is_empty() {
+                return Err(format!("{s:?}: the pool and the name must not be empty"));
+            }
+            let Some(ceph) = ceph else {
+                return Err(format!("{s:?} is on Ceph: give --ceph-conf (or CYVAULT_CEPH_CONF)"));
+            };
+            Ok((ceph.clone(), pool.to_string(), name.to_string()))
+        };
+        if let Some(rest) = s.strip_prefix("rbd:") {
+            let (ceph, pool, image) = ceph_target(rest, "rbd")?;
+            Ok(TargetSpec::Rbd { ceph, pool, image })
+        } else if let Some(rest) = s.strip_prefix("rados:") {
+            let (ceph, pool, prefix) = ceph_target(rest, "rados")?;
+            if object_size == 0 || !object_size.is_multiple_of(512) {
+                return Err(format!("object size {object_size} must be a positive multiple of 512"));
+            }
+            Ok(TargetSpec::Rados { ceph, pool, prefix, object_size })
+        } else if s.is_empty() {
+            Err("the target is empty".into())
+        } else {
+            Ok(TargetSpec::Path(PathBuf::from(s)))
+        }
+    }
+
+    /// The path of a file or block device target.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            TargetSpec::Path(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The Ceph login of an RBD or RADOS target.
+    pub fn ceph(&self) -> Option<&CephLogin> {
+        match self {
+            TargetSpec::Path(_) => None,
+            TargetSpec::Rbd { ceph, .. } | TargetSpec::Rados { ceph, .. } => Some(ceph),
+        }
+    }
+
+    /// For messages and errors: the path itself, or the target as written on the command line.
+    pub fn as_path_buf(&self) -> PathBuf {
+        match self {
+            TargetSpec::Path(p) => p.clone(),
+            other => PathBuf::from(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Path(p) => write!(f, "{}", p.display()),
+            TargetSpec::Rbd { pool, image, .. } => write!(f, "rbd:{pool}/{image}"),
+            TargetSpec::Rados { pool, prefix, .. } => write!(f, "rados:{pool}/{prefix}"),
+        }
+    }
+}
+
+impl From<PathBuf> for TargetSpec {
+    fn from(p: PathBuf) -> TargetSpec {
+        TargetSpec::Path(p)
+    }
+}
+
+impl From<&PathBuf> for TargetSpec {
+    fn from(p: &PathBuf) -> TargetSpec {
+        TargetSpec::Path(p.clone())
+    }
+}
+
+impl From<&Path> for TargetSpec {
+    fn from(p: &Path) -> TargetSpec {
+        TargetSpec::Path(p.to_owned())
+    }
+}
+
+impl From<&str> for TargetSpec {
+    /// Always a path; [`TargetSpec::parse`] reads the `rbd:` and `rados:` forms.
+    fn from(p: &str) -> TargetSpec {
+        TargetSpec::Path(PathBuf::from(p))
+    }
+}
+
+/// One job: one thread, one ring (or one librbd/librados client loop), one region of one target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobSpec {
     pub name: String,
-    /// A regular file or a block device.
-    pub target: PathBuf,
+    pub target: TargetSpec,
     pub rw: Rw,
     /// Percentage of reads in [`Rw::RandRw`] (0..=100).
     pub rwmixread: u8,
@@ -141,9 +256,9 @@ pub struct JobSpec {
 
 impl JobSpec {
     /// 4 KiB, queue depth 1, the whole target, size-based, O_DIRECT, seed 1, default ring.
-    pub fn new(target: impl Into<PathBuf>, rw: Rw) -> JobSpec {
+    pub fn new(target: impl Into<TargetSpec>, rw: Rw) -> JobSpec {
         JobSpec {
-            name: "job0".into(),
+            name: "job".into(),
             target: target.into(),
             rw,
             rwmixread: 50,
@@ -189,8 +304,8 @@ impl JobSpec {
         Ok(())
     }
 
-    /// `numjobs` copies named job0.., seeded seed, seed+1, …, on the same region or on
-    /// consecutive ones.
+    /// `numjobs` copies named NAME.0, NAME.1, … (just NAME for one), seeded seed, seed+1, …,
+    /// on the same region or on consecutive ones.
     pub fn replicate(&self, numjobs: usize, layout: RegionLayout) -> Result<Vec<JobSpec>, IoError> {
         if numjobs == 0 {
             return Err(IoError::Invalid("numjobs must be at least 1".into()));
@@ -204,7 +319,9 @@ impl JobSpec {
         Ok((0..numjobs)
             .map(|i| {
                 let mut j = self.clone();
-                j.name = format!("job{i}");
+                if numjobs > 1 {
+                    j.name = format!("{}.{i}", self.name);
+                }
                 j.seed = self.seed.wrapping_add(i as u64);
                 if layout == RegionLayout::Split {
                     j.offset = self.offset + i as u64 * size;
@@ -214,39 +331,34 @@ impl JobSpec {
             .collect())
     }
 
-    /// The region `(start, len)` on an opened target.
-    pub fn region(&self, target: &Target) -> Result<(u64, u64), IoError> {
+    /// The region `(start, len)` on an opened target of `size` bytes. A `fixed_size` target
+    /// (a block device, an RBD image) cannot be written past its end.
+    pub fn region(&self, size: u64, fixed_size: bool) -> Result<(u64, u64), IoError> {
         let len = match self.size {
             Some(s) => s,
-            None => target.size().saturating_sub(self.offset),
+            None => size.saturating_sub(self.offset),
         };
         if len == 0 {
             return Err(IoError::Invalid(format!(
-                "{}: the region at offset {} of {} ({} bytes) is empty: give a size",
-                self.name,
-                self.offset,
-                target.path().display(),
-                target.size()
+                "{}: the region at offset {} of {} ({size} bytes) is empty: give a size",
+                self.name, self.offset, self.target,
             )));
         }
-        if target.is_block_device() && self.offset + len > target.size() {
+        if fixed_size && self.offset + len > size {
             return Err(IoError::Invalid(format!(
-                "{}: the region {}+{} ends past the end of {} ({} bytes)",
-                self.name,
-                self.offset,
-                len,
-                target.path().display(),
-                target.size()
+                "{}: the region {}+{len} ends past the end of {} ({size} bytes)",
+                self.name, self.offset, self.target,
             )));
         }
         Ok((self.offset, len))
     }
 
-    fn info(&self, target: &Target, region: (u64, u64)) -> JobInfo {
+    pub(crate) fn info(&self, kind: TargetKind, region: (u64, u64)) -> JobInfo {
         JobInfo {
             name: self.name.clone(),
-            target: self.target.display().to_string(),
-            target_is_block_device: target.is_block_device(),
+            target: self.target.to_string(),
+            target_kind: kind,
+            target_is_block_device: kind == TargetKind::BlockDevice,
             rw: self.rw.as_str().into(),
             rwmixread: (self.rw == Rw::RandRw).then_some(self.rwmixread),
             block_size: self.block_size,
@@ -259,7 +371,7 @@ impl JobSpec {
             ramp_s: if self.verify { 0.0 } else { self.ramp.as_secs_f64() },
             seed: self.seed,
             verify: self.verify,
-            ring: self.ring,
+            ring: matches!(self.target, TargetSpec::Path(_)).then_some(self.ring),
         }
     }
 }
@@ -293,6 +405,10 @@ impl Progress {
     /// Bytes written while laying out files before the jobs start.
     pub fn prefill_bytes(&self) -> u64 {
         self.prefill_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_prefill(&self, bytes: u64) {
+        self.prefill_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn add(&self, bytes: usize) {
@@ -366,7 +482,8 @@ pub fn pattern_check(seed: u64, offset: u64, buf: &[u8]) -> Option<(usize, u8, u
 // Drivers
 // ---------------------------------------------------------------------------------------------
 
-struct Stops<'a> {
+#[derive(Clone, Copy)]
+pub(crate) struct Stops<'a> {
     user: &'a AtomicBool,
     halt: &'a AtomicBool,
 }
@@ -474,7 +591,7 @@ impl Driver for VerifyDriver<'_> {
                     offset: c.offset + i as u64,
                     expected,
                     found,
-                    target: self.spec.target.clone(),
+                    target: self.spec.target.as_path_buf(),
                 });
             }
             self.stats.verified_bytes += data.len() as u64;
@@ -505,7 +622,7 @@ impl Driver for FillDriver<'_> {
     }
 
     fn complete(&mut self, c: &Completion, _data: &[u8]) -> Result<(), IoError> {
-        self.progress.prefill_bytes.fetch_add(c.done as u64, Ordering::Relaxed);
+        self.progress.add_prefill(c.done as u64);
         Ok(())
     }
 }
@@ -514,58 +631,162 @@ impl Driver for FillDriver<'_> {
 // Running
 // ---------------------------------------------------------------------------------------------
 
-/// Creates, extends and lays out the regular files that jobs with `create` ask for (once per
-/// target, before any job starts).
+/// Creates, extends and lays out the targets that jobs with `create` ask for, once per target,
+/// before any job starts: regular files (created, extended, and written out when a job reads
+/// them and they are sparse), RBD images (created or grown, and written out when just created
+/// and a job reads them) and RADOS objects (each written in full when missing).
 pub fn prepare_targets(jobs: &[JobSpec], stop: &AtomicBool, progress: &Progress) -> Result<(), IoError> {
-    let mut by_target: BTreeMap<&Path, (u64, bool, bool)> = BTreeMap::new();
+    let conns = Connections::for_jobs(jobs)?;
+    prepare_with(jobs, &conns, stop, progress)
+}
+
+/// The extent every creating job needs of one target, and whether any of them reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub end: u64,
+    pub reads: bool,
+    pub direct: bool,
+}
+
+fn prepare_with(jobs: &[JobSpec], conns: &Connections, stop: &AtomicBool, progress: &Progress) -> Result<(), IoError> {
+    let mut by_target: Vec<(&TargetSpec, Layout)> = Vec::new();
     for j in jobs.iter().filter(|j| j.create) {
-        let e = by_target.entry(j.target.as_path()).or_insert((0, false, true));
-        e.0 = e.0.max(j.offset + j.size.unwrap_or(0));
-        e.1 |= j.rw.reads() && !j.verify;
-        e.2 &= j.direct;
+        let end = j.offset + j.size.unwrap_or(0);
+        let reads = j.rw.reads() && !j.verify;
+        match by_target.iter_mut().find(|(t, _)| *t == &j.target) {
+            Some((_, l)) => {
+                l.end = l.end.max(end);
+                l.reads |= reads;
+                l.direct &= j.direct;
+            }
+            None => by_target.push((&j.target, Layout { end, reads, direct: j.direct })),
+        }
     }
-    for (path, (end, reads, direct)) in by_target {
-        if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
-            continue; // a block device: never resized or laid out
-        }
-        let target = Target::open(path, &TargetOptions { write: true, direct, create_len: Some(end) })?;
-        if !reads || target.allocated_bytes()? >= end {
-            continue;
-        }
-        let block = 1 << 20;
-        let mut engine = Engine::new(&target, &RingOptions::default(), 4, block)?;
-        let mut fill = FillDriver { end, next: 0, block, stop, progress };
-        engine.run(&mut fill)?;
-        drop(engine);
-        // The last write was rounded up to 4 KiB: give the file back its length.
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(end);
-        if len > end {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| f.set_len(end))
-                .map_err(|e| IoError::Target { what: "truncate", path: path.to_owned(), err: e })?;
+    for (target, layout) in by_target {
+        match target {
+            TargetSpec::Path(path) => prepare_file(path, layout, stop, progress)?,
+            other => super::aio::prepare(other, layout, conns, stop, progress)?,
         }
     }
     Ok(())
 }
 
+fn prepare_file(path: &Path, layout: Layout, stop: &AtomicBool, progress: &Progress) -> Result<(), IoError> {
+    let Layout { end, reads, direct } = layout;
+    if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+        return Ok(()); // a block device: never resized or laid out
+    }
+    let target = Target::open(path, &TargetOptions { write: true, direct, create_len: Some(end) })?;
+    if !reads || target.allocated_bytes()? >= end {
+        return Ok(());
+    }
+    let block = 1 << 20;
+    let mut engine = Engine::new(&target, &RingOptions::default(), 4, block)?;
+    let mut fill = FillDriver { end, next: 0, block, stop, progress };
+    engine.run(&mut fill)?;
+    drop(engine);
+    // The last write was rounded up to 4 KiB: give the file back its length.
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(end);
+    if len > end {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(end))
+            .map_err(|e| IoError::Target { what: "truncate", path: path.to_owned(), err: e })?;
+    }
+    Ok(())
+}
+
+/// Sequential writes of `block` bytes over `0..end`: how a target is laid out.
+pub(crate) fn fill_driver<'a>(
+    end: u64,
+    block: usize,
+    stop: &'a AtomicBool,
+    progress: &'a Progress,
+) -> impl Driver + 'a {
+    FillDriver { end, next: 0, block, stop, progress }
+}
+
+/// The Ceph clusters a run talks to, one connection per login, made before any job starts and
+/// shared by every job of the run.
+#[derive(Default)]
+pub(crate) struct Connections {
+    clusters: BTreeMap<CephLogin, std::sync::Arc<cyvault_store::Cluster>>,
+}
+
+impl fmt::Debug for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections").field("logins", &self.clusters.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Connections {
+    /// Connects (blocking) to every cluster the jobs name.
+    pub(crate) fn for_jobs(jobs: &[JobSpec]) -> Result<Connections, IoError> {
+        let mut conns = Connections::default();
+        for j in jobs {
+            let Some(login) = j.target.ceph() else { continue };
+            if conns.clusters.contains_key(login) {
+                continue;
+            }
+            let config = cyvault_store::RadosConfig::new(login.conf.clone(), login.id.clone());
+            let cluster = cyvault_store::Cluster::connect_blocking(&config).map_err(|err| IoError::Ceph {
+                what: "connect to the cluster of",
+                target: j.target.to_string(),
+                err,
+            })?;
+            conns.clusters.insert(login.clone(), cluster);
+        }
+        Ok(conns)
+    }
+
+    pub(crate) fn cluster(&self, target: &TargetSpec) -> Result<&std::sync::Arc<cyvault_store::Cluster>, IoError> {
+        target
+            .ceph()
+            .and_then(|login| self.clusters.get(login))
+            .ok_or_else(|| IoError::Invalid(format!("internal: no cluster connection for {target}")))
+    }
+}
+
 /// Runs one job on the calling thread (the target must exist; see [`prepare_targets`]).
 pub fn run_job(spec: &JobSpec, stop: &AtomicBool, progress: &Progress) -> Result<(JobInfo, JobStats), IoError> {
     let halt = AtomicBool::new(false);
-    run_one(spec, Stops { user: stop, halt: &halt }, progress)
+    let conns = Connections::for_jobs(std::slice::from_ref(spec))?;
+    run_one(spec, Stops { user: stop, halt: &halt }, progress, &conns)
 }
 
-fn run_one(spec: &JobSpec, stops: Stops<'_>, progress: &Progress) -> Result<(JobInfo, JobStats), IoError> {
+fn run_one(
+    spec: &JobSpec,
+    stops: Stops<'_>,
+    progress: &Progress,
+    conns: &Connections,
+) -> Result<(JobInfo, JobStats), IoError> {
     spec.validate()?;
+    let TargetSpec::Path(path) = &spec.target else {
+        return super::aio::run_one(spec, stops, progress, conns);
+    };
     let opts = TargetOptions { write: spec.rw.writes() || spec.verify, direct: spec.direct, create_len: None };
-    let target = Target::open(&spec.target, &opts)?;
-    let region = spec.region(&target)?;
-    let mut info = spec.info(&target, region);
+    let target = Target::open(path, &opts)?;
+    let region = spec.region(target.size(), target.is_block_device())?;
+    let kind = if target.is_block_device() { TargetKind::BlockDevice } else { TargetKind::File };
+    let mut info = spec.info(kind, region);
+    let mut engine = Engine::new(&target, &spec.ring, spec.iodepth, spec.block_size)?;
+    info.ring = Some(*engine.options());
+    let stats = drive(spec, region, stops, progress, &mut |d| engine.run(d))?;
+    Ok((info, stats))
+}
+
+/// Runs a job's measurement (or its verify pass) through an engine: `run` is the engine's own
+/// loop, fed by the job's driver.
+pub(crate) fn drive(
+    spec: &JobSpec,
+    region: (u64, u64),
+    stops: Stops<'_>,
+    progress: &Progress,
+    run: &mut dyn FnMut(&mut dyn Driver) -> Result<super::engine::RunStats, IoError>,
+) -> Result<JobStats, IoError> {
     let bs = spec.block_size as u64;
     let blocks = region.1.div_ceil(bs);
-    let mut engine = Engine::new(&target, &spec.ring, spec.iodepth, spec.block_size)?;
-    info.ring = *engine.options();
     if spec.verify {
         let mut order: Vec<u64> = (0..blocks).collect();
         if spec.rw.is_random() {
@@ -577,7 +798,6 @@ fn run_one(spec: &JobSpec, stops: Stops<'_>, progress: &Progress) -> Result<(Job
         let mut stats = JobStats::new();
         let start = Instant::now();
         for kind in [OpKind::Write, OpKind::Read] {
-            let stops = Stops { user: stops.user, halt: stops.halt };
             let mut d = VerifyDriver {
                 spec,
                 region_start: region.0,
@@ -589,13 +809,13 @@ fn run_one(spec: &JobSpec, stops: Stops<'_>, progress: &Progress) -> Result<(Job
                 progress,
                 stats: &mut stats,
             };
-            engine.run(&mut d)?;
+            run(&mut d)?;
             if stats.stopped_early {
                 break;
             }
         }
         stats.measured = start.elapsed();
-        return Ok((info, stats));
+        return Ok(stats);
     }
     let start = Instant::now();
     let window_start = start + spec.ramp;
@@ -613,16 +833,16 @@ fn run_one(spec: &JobSpec, stops: Stops<'_>, progress: &Progress) -> Result<(Job
         progress,
         stats: JobStats::new(),
     };
-    engine.run(&mut d)?;
+    run(&mut d)?;
     let mut stats = d.stats;
     stats.measured = Instant::now().saturating_duration_since(window_start);
-    Ok((info, stats))
+    Ok(stats)
 }
 
-/// Runs `jobs` in parallel, each on its own thread and ring, after [`prepare_targets`]. Setting
-/// `stop` ends every job cleanly (nothing new is issued, what is in flight completes) and the
-/// report still covers what was measured. A job that fails stops the others; the first
-/// failure (in job order) is returned.
+/// Runs `jobs` in parallel, each on its own thread (with its own ring, or its own librbd /
+/// librados client loop), after [`prepare_targets`]. Setting `stop` ends every job cleanly
+/// (nothing new is issued, what is in flight completes) and the report still covers what was
+/// measured. A job that fails stops the others; the first failure (in job order) is returned.
 pub fn run(jobs: &[JobSpec], stop: &AtomicBool, progress: &Progress) -> Result<Report, IoError> {
     if jobs.is_empty() {
         return Err(IoError::Invalid("no jobs".into()));
@@ -630,8 +850,10 @@ pub fn run(jobs: &[JobSpec], stop: &AtomicBool, progress: &Progress) -> Result<R
     for j in jobs {
         j.validate()?;
     }
-    prepare_targets(jobs, stop, progress)?;
+    let conns = Connections::for_jobs(jobs)?;
+    prepare_with(jobs, &conns, stop, progress)?;
     let halt = AtomicBool::new(false);
+    let conns = &conns;
     let results: Vec<Result<(JobInfo, JobStats), IoError>> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .iter()
@@ -639,7 +861,7 @@ pub fn run(jobs: &[JobSpec], stop: &AtomicBool, progress: &Progress) -> Result<R
                 let halt = &halt;
                 let thread = std::thread::Builder::new().name(format!("io-{}", spec.name));
                 let handle = thread.spawn_scoped(s, move || {
-                    let r = run_one(spec, Stops { user: stop, halt }, progress);
+                    let r = run_one(spec, Stops { user: stop, halt }, progress, conns);
                     if r.is_err() {
                         halt.store(true, Ordering::Relaxed);
                     }
@@ -654,7 +876,7 @@ pub fn run(jobs: &[JobSpec], stop: &AtomicBool, progress: &Progress) -> Result<R
                 Ok(h) => h.join().unwrap_or_else(|_| Err(IoError::Panicked(spec.name.clone()))),
                 Err(e) => {
                     halt.store(true, Ordering::Relaxed);
-                    Err(IoError::Target { what: "spawn a thread for", path: spec.target.clone(), err: e })
+                    Err(IoError::Target { what: "spawn a thread for", path: spec.target.as_path_buf(), err: e })
                 }
             })
             .collect()
