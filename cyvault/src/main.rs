@@ -9,6 +9,7 @@ mod perf_compare;
 mod perf_csi;
 mod perf_io;
 mod perf_list;
+mod perf_slo;
 mod placement;
 mod placement_live;
 mod settings;

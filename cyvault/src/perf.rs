@@ -35,9 +35,13 @@ pub enum PerfCommand {
     /// size, runtime, numjobs, fsync): IOPS, MiB/s, completion-latency percentiles (p50 to
     /// p99.99) and a per-second series; `--json` for one document with `schema_version` 1.
     Io(crate::perf_io::IoBench),
-    /// The same job through our io_uring engine and through fio's, alternately on the same
-    /// target, with the ratios ours / fio (min / median over --repeat rounds).
+    /// The same jobs (a fio job file, or the flags of `perf io`) through our engine and through
+    /// fio (io_uring engine; rbd engine for RBD images), alternately on the same target, with
+    /// the ratios ours / fio (min / median over --repeat rounds).
     CompareFio(crate::perf_compare::CompareFio),
+    /// The NVMe-path profile on one target against a p99 budget (`--p99 1ms`): exits 3 when a
+    /// phase misses it, printing where the time went (submission, queueing, service, device).
+    Slo(crate::perf_slo::SloCheck),
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,6 +180,7 @@ pub async fn run(cmd: PerfCommand) -> Result<ExitCode> {
         PerfCommand::Csi(args) => crate::perf_csi::run(args).await,
         PerfCommand::Io(args) => crate::perf_io::run(args).await,
         PerfCommand::CompareFio(args) => crate::perf_compare::run(args).await,
+        PerfCommand::Slo(args) => crate::perf_slo::run(args).await,
     }
 }
 

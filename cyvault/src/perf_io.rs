@@ -176,70 +176,9 @@ pub(crate) fn jobs(args: &IoBench) -> Result<Vec<JobSpec>> {
 
 pub async fn run(args: IoBench) -> Result<ExitCode> {
     let jobs = jobs(&args)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(Progress::new());
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(1000) };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    // Time-based: the bar is the clock. Size-based: bytes done of the bytes asked.
-    let timed = jobs[0].runtime.map(|r| r + jobs[0].ramp).filter(|_| !args.verify);
-    let total_bytes: u64 = if args.verify {
-        jobs.iter().map(|j| 2 * j.size.unwrap_or(0)).sum()
-    } else {
-        jobs.iter().map(|j| j.size.unwrap_or(0)).sum()
-    };
-
-    let task = {
-        let (stop, progress) = (stop.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || cyvault_perf::io::run(&jobs, &stop, &progress))
-    };
-    tokio::pin!(task);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let (mut last_ops, mut last_bytes, mut last_at) = (0u64, 0u64, Instant::now());
-    let mut measuring_since: Option<Instant> = None;
-    let mut interrupted = false;
-    let result = loop {
-        tokio::select! {
-            r = &mut task => break r.context("the I/O jobs' thread")?,
-            r = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
-                if r.is_ok() {
-                    stop.store(true, Ordering::Relaxed);
-                    bar.set_message("Ctrl-C: stopping, waiting for what is in flight");
-                }
-            }
-            _ = tick.tick() => {
-                if interrupted {
-                    continue;
-                }
-                let now = Instant::now();
-                let (ops, bytes) = (progress.ops(), progress.bytes());
-                if ops == 0 && progress.prefill_bytes() > 0 {
-                    bar.set_message(format!("laying out the file: {} MiB written", progress.prefill_bytes() >> 20));
-                    continue;
-                }
-                let started = *measuring_since.get_or_insert(now);
-                let dt = now.duration_since(last_at).as_secs_f64().max(1e-3);
-                let iops = (ops - last_ops) as f64 / dt;
-                let mib = (bytes - last_bytes) as f64 / dt / 1048576.0;
-                (last_ops, last_bytes, last_at) = (ops, bytes, now);
-                let ramping = jobs_ramping(timed, started, now, args.ramp);
-                bar.set_message(format!("{iops:>9.0} IOPS {mib:>9.1} MiB/s{}", if ramping { " (ramp)" } else { "" }));
-                let done = match timed {
-                    Some(total) => now.duration_since(started).as_secs_f64() / total.as_secs_f64(),
-                    None if total_bytes > 0 => bytes as f64 / total_bytes as f64,
-                    None => 0.0,
-                };
-                bar.set_position((done * 1000.0).min(1000.0) as u64);
-            }
-        }
-    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (result, interrupted) = run_with_progress(jobs, &bar, "", &stop, ctrl_c_once()).await?;
     bar.finish_and_clear();
     let target = args.target.as_deref().unwrap_or_default();
     let report = result.with_context(|| format!("cyvault perf io on {target}"))?;
@@ -261,8 +200,85 @@ pub async fn run(args: IoBench) -> Result<ExitCode> {
     Ok(if interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
 
-fn jobs_ramping(timed: Option<Duration>, started: Instant, now: Instant, ramp: f64) -> bool {
-    timed.is_some() && now.duration_since(started).as_secs_f64() < ramp
+/// A future that resolves at the first Ctrl-C (or never, if the handler cannot be set up).
+pub(crate) fn ctrl_c_once() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+/// Runs `jobs` on the blocking pool with `bar` showing live IOPS and MiB/s (and the clock of a
+/// timed run, or the bytes of a size-based one), `prefix` before the numbers. When `interrupt`
+/// resolves (Ctrl-C) the jobs are told to stop and the report still covers what ran; the flag
+/// says so. `stop` is shared so that a caller running several phases stops them all.
+pub(crate) async fn run_with_progress(
+    jobs: Vec<JobSpec>,
+    bar: &ProgressBar,
+    prefix: &str,
+    stop: &Arc<AtomicBool>,
+    interrupt: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> Result<(Result<Report, cyvault_perf::io::IoError>, bool)> {
+    let progress = Arc::new(Progress::new());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_position(0);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let verify = jobs.iter().any(|j| j.verify);
+    let ramp = jobs[0].ramp.as_secs_f64();
+    // Time-based: the bar is the clock. Size-based: bytes done of the bytes asked.
+    let timed = jobs[0].runtime.map(|r| r + jobs[0].ramp).filter(|_| !verify);
+    let per_pass: u64 = jobs.iter().map(|j| j.size.unwrap_or(0)).sum();
+    let total_bytes = if verify { 2 * per_pass } else { per_pass };
+    let task = {
+        let (stop, progress) = (stop.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || cyvault_perf::io::run(&jobs, &stop, &progress))
+    };
+    tokio::pin!(task);
+    let mut interrupt = interrupt;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let (mut last_ops, mut last_bytes, mut last_at) = (0u64, 0u64, Instant::now());
+    let mut measuring_since: Option<Instant> = None;
+    let mut interrupted = stop.load(Ordering::Relaxed);
+    let result = loop {
+        tokio::select! {
+            r = &mut task => break r.context("the I/O jobs' thread")?,
+            () = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                stop.store(true, Ordering::Relaxed);
+                bar.set_message("Ctrl-C: stopping, waiting for what is in flight");
+            }
+            _ = tick.tick() => {
+                if interrupted {
+                    continue;
+                }
+                let now = Instant::now();
+                let (ops, bytes) = (progress.ops(), progress.bytes());
+                if ops == 0 && progress.prefill_bytes() > 0 {
+                    bar.set_message(format!("{prefix}laying out the target: {} MiB written", progress.prefill_bytes() >> 20));
+                    continue;
+                }
+                let started = *measuring_since.get_or_insert(now);
+                let dt = now.duration_since(last_at).as_secs_f64().max(1e-3);
+                let iops = (ops - last_ops) as f64 / dt;
+                let mib = (bytes - last_bytes) as f64 / dt / 1048576.0;
+                (last_ops, last_bytes, last_at) = (ops, bytes, now);
+                let ramping = timed.is_some() && now.duration_since(started).as_secs_f64() < ramp;
+                bar.set_message(format!("{prefix}{iops:>9.0} IOPS {mib:>9.1} MiB/s{}", if ramping { " (ramp)" } else { "" }));
+                let done = match timed {
+                    Some(total) => now.duration_since(started).as_secs_f64() / total.as_secs_f64(),
+                    None if total_bytes > 0 => bytes as f64 / total_bytes as f64,
+                    None => 0.0,
+                };
+                bar.set_position((done * 1000.0).min(1000.0) as u64);
+            }
+        }
+    };
+    Ok((result, interrupted))
 }
 
 /// `4096` → `4KiB`, for titles.

@@ -9,5 +9,6 @@ pub mod io;
 pub mod placement_bench;
 pub mod rados_bench;
 pub mod s3_bench;
+pub mod slo;
 pub mod store_bench;
 pub mod svg;
