@@ -131,6 +131,10 @@ pub struct S3Bench {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write s3-latency-cdf.svg (one curve per operation) and s3-ops.svg (requests per
+    /// second) into DIR.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,6 +227,13 @@ async fn run_s3(args: S3Bench) -> Result<ExitCode> {
     } else {
         print_s3(&args.label, &report);
     }
+    if let Some(dir) = &args.svg {
+        for path in write_s3_plots(dir, &args.label, &report)? {
+            if !args.json {
+                println!("wrote {}", path.display());
+            }
+        }
+    }
     if args.fail_on_errors && errors > 0 {
         eprintln!("{errors} request(s) failed");
         return Ok(ExitCode::from(3));
@@ -237,8 +248,8 @@ fn print_s3(label: &str, r: &S3BenchReport) {
     );
     let watched: Vec<&String> = r.phases.first().map(|p| p.process_cpu_us_per_op.keys().collect()).unwrap_or_default();
     let mut head = format!(
-        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11}",
-        "op", "ops", "ops/s", "MiB/s", "p50 µs", "p90 µs", "p99 µs", "errors", "client µs/op"
+        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11}",
+        "op", "ops", "ops/s", "MiB/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "errors", "client µs/op"
     );
     for name in &watched {
         head.push_str(&format!(" {:>12}", format!("{name} µs/op")));
@@ -246,7 +257,7 @@ fn print_s3(label: &str, r: &S3BenchReport) {
     println!("{head}");
     for p in &r.phases {
         let mut line = format!(
-            "{:<8} {:>9} {:>9.0} {:>9.1} {:>9} {:>9} {:>9} {:>7} {:>11.1}",
+            "{:<8} {:>9} {:>9.0} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11.1}",
             p.op,
             p.ops,
             p.ops_per_sec,
@@ -254,6 +265,7 @@ fn print_s3(label: &str, r: &S3BenchReport) {
             p.lat_p50_us,
             p.lat_p90_us,
             p.lat_p99_us,
+            p.lat_p999_us,
             p.errors,
             p.client_cpu_us_per_op
         );
@@ -272,6 +284,41 @@ fn print_s3(label: &str, r: &S3BenchReport) {
         let mib = |k: Option<u64>| k.map_or_else(|| "?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
         println!("{} (pid {}): VmHWM {} MiB, VmRSS {} MiB", m.name, m.pid, mib(m.vm_hwm_kib), mib(m.vm_rss_kib));
     }
+}
+
+/// The latency CDF of every phase and the requests per second, as two SVG files in `dir`.
+fn write_s3_plots(dir: &std::path::Path, label: &str, r: &S3BenchReport) -> Result<Vec<std::path::PathBuf>> {
+    use cyvault_perf::svg::{Series, latency_cdf, timeseries};
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let size = crate::perf_io::human_bytes(r.object_size);
+    let cdf: Vec<Series> = r.phases.iter().map(|p| Series::new(p.op.clone(), p.latency_cdf.clone())).collect();
+    let ops: Vec<Series> = r
+        .phases
+        .iter()
+        .map(|p| {
+            // Each point at the end of its second; a last fragment under half a second is noise.
+            let full = p.seconds.floor() as usize;
+            let points =
+                p.per_second_ops.iter().enumerate().take(full.max(1)).map(|(i, &n)| ((i + 1) as f64, n as f64));
+            Series::new(p.op.clone(), points.collect())
+        })
+        .collect();
+    let files = [
+        (
+            dir.join("s3-latency-cdf.svg"),
+            latency_cdf(&cdf, &format!("S3 request latency: {label}, {size} objects, {} in flight", r.concurrency)),
+        ),
+        (
+            dir.join("s3-ops.svg"),
+            timeseries(&ops, &format!("S3 requests per second: {label}, {size} objects"), "requests/s"),
+        ),
+    ];
+    let mut written = Vec::new();
+    for (path, text) in files {
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 async fn run_store(args: StoreBench) -> Result<ExitCode> {

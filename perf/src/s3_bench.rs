@@ -446,8 +446,14 @@ pub struct S3PhaseReport {
     pub lat_p50_us: u64,
     pub lat_p90_us: u64,
     pub lat_p99_us: u64,
+    pub lat_p999_us: u64,
+    pub lat_p9999_us: u64,
     pub lat_max_us: u64,
     pub lat_mean_us: f64,
+    /// The latency distribution as `[µs, fraction at or below]` points, finer towards the tail.
+    pub latency_cdf: Vec<(f64, f64)>,
+    /// Requests completed in each whole second of the phase (the last one may be partial).
+    pub per_second_ops: Vec<u64>,
     /// Requests that failed (any status but 2xx, transport errors, timeouts, short bodies).
     pub errors: u64,
     /// The first few failures, as "METHOD key: error".
@@ -531,6 +537,7 @@ where
         workers.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let (mut n, mut bytes) = (0u64, 0u64);
+            let mut seconds: Vec<u64> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 match op(w, n).await {
@@ -538,6 +545,11 @@ where
                         if let Some(h) = hist.as_mut() {
                             let _ = h.record((t.elapsed().as_micros() as u64).max(1));
                         }
+                        let sec = start.elapsed().as_secs() as usize;
+                        if seconds.len() <= sec {
+                            seconds.resize(sec + 1, 0);
+                        }
+                        seconds[sec] += 1;
                         n += 1;
                         bytes += moved;
                         done.fetch_add(1, Ordering::Relaxed);
@@ -550,7 +562,7 @@ where
                     }
                 }
             }
-            (hist, n, bytes)
+            (hist, n, bytes, seconds)
         }));
     }
     match until {
@@ -575,11 +587,18 @@ where
     }
     let mut total = new_histogram();
     let (mut ops, mut bytes, mut per_worker) = (0, 0, Vec::new());
+    let mut per_second_ops: Vec<u64> = Vec::new();
     for w in workers {
         match w.await {
-            Ok((hist, n, b)) => {
+            Ok((hist, n, b, seconds)) => {
                 if let (Some(t), Some(h)) = (total.as_mut(), hist.as_ref()) {
                     let _ = t.add(h);
+                }
+                if per_second_ops.len() < seconds.len() {
+                    per_second_ops.resize(seconds.len(), 0);
+                }
+                for (a, b) in per_second_ops.iter_mut().zip(&seconds) {
+                    *a += b;
                 }
                 ops += n;
                 bytes += b;
@@ -613,8 +632,12 @@ where
         lat_p50_us: q(0.5),
         lat_p90_us: q(0.9),
         lat_p99_us: q(0.99),
+        lat_p999_us: q(0.999),
+        lat_p9999_us: q(0.9999),
         lat_max_us: total.as_ref().map_or(0, |h| h.max()),
         lat_mean_us: total.as_ref().map_or(0.0, |h| h.mean()),
+        latency_cdf: total.as_ref().map_or_else(Vec::new, |h| crate::svg::cdf_points(h, 1.0)),
+        per_second_ops,
         errors: errors.count.load(Ordering::Relaxed),
         first_errors: errors.take(),
         client_cpu_us_per_op: client_cpu,
