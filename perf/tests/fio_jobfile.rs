@@ -139,7 +139,7 @@ time_based
 runtime=1m
 ",
         expect![[r#"
-            fio --name=rbd-randwrite --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin --rw=randwrite --bs=4096 --iodepth=16 --direct=0 --time_based --runtime=60 --numjobs=1 --norandommap --group_reporting --output-format=json
+            CEPH_ARGS=--rbd_cache=false fio --name=rbd-randwrite --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin --rw=randwrite --bs=4096 --iodepth=16 --direct=0 --time_based --runtime=60 --numjobs=1 --norandommap --group_reporting --output-format=json
             ours: rbd-randwrite x1 on rbd:rbd/bench as client.admin (/tmp/dev/ceph.conf): randwrite bs=4096 qd=16 offset=0 size=None runtime=Some(60s) ramp=0ns direct=false fsync=false mix=50 ring[fixed_bufs=false fixed_files=false sqpoll=false iopoll=false batch=1]"#]],
     );
     // Without a cluster to reach, an rbd job cannot be ours.
@@ -251,6 +251,12 @@ fn specs_round_trip_through_fio() {
     // An RBD job goes to fio's rbd engine with the same cluster.
     let rbd = TargetSpec::Rbd { ceph: login(), pool: "rbd".into(), image: "img".into() };
     let f = from_specs(&[JobSpec::new(rbd, cyvault_perf::io::Rw::RandWrite)]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(f.env(), vec![("CEPH_CONF".to_string(), "/tmp/dev/ceph.conf".to_string())]);
+    assert_eq!(
+        f.env(),
+        vec![
+            ("CEPH_CONF".to_string(), "/tmp/dev/ceph.conf".to_string()),
+            ("CEPH_ARGS".to_string(), "--rbd_cache=false".to_string())
+        ]
+    );
     assert!(f.args().contains(&"--rbdname=img".to_string()), "{:?}", f.args());
 }

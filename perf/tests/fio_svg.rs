@@ -183,11 +183,17 @@ fn command_rbd_engine_names_the_image_and_passes_the_conf() {
         client_name: "admin".into(),
         conf: Some("/tmp/cyv dev/ceph.conf".into()),
     });
-    assert_eq!(job.env(), vec![("CEPH_CONF".to_string(), "/tmp/cyv dev/ceph.conf".to_string())]);
+    assert_eq!(
+        job.env(),
+        vec![
+            ("CEPH_CONF".to_string(), "/tmp/cyv dev/ceph.conf".to_string()),
+            ("CEPH_ARGS".to_string(), "--rbd_cache=false".to_string())
+        ]
+    );
     check(
         job,
         expect![
-            "CEPH_CONF='/tmp/cyv dev/ceph.conf' fio --name=rbd-randwrite --ioengine=rbd --pool=rbd --rbdname=bench-1 --clientname=admin --rw=randwrite --bs=4096 --iodepth=16 --direct=0 --numjobs=1 --group_reporting --output-format=json"
+            "CEPH_CONF='/tmp/cyv dev/ceph.conf' CEPH_ARGS=--rbd_cache=false fio --name=rbd-randwrite --ioengine=rbd --pool=rbd --rbdname=bench-1 --clientname=admin --rw=randwrite --bs=4096 --iodepth=16 --direct=0 --numjobs=1 --group_reporting --output-format=json"
         ],
     );
 }

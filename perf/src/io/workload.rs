@@ -729,7 +729,10 @@ impl Connections {
             if conns.clusters.contains_key(login) {
                 continue;
             }
-            let config = cyvault_store::RadosConfig::new(login.conf.clone(), login.id.clone());
+            // librbd's cache off: a write counts when the OSDs have it (the acknowledged write),
+            // not when librbd's writeback cache took it; fio's rbd engine gets the same.
+            let config =
+                cyvault_store::RadosConfig::new(login.conf.clone(), login.id.clone()).with_option("rbd_cache", "false");
             let cluster = cyvault_store::Cluster::connect_blocking(&config).map_err(|err| IoError::Ceph {
                 what: "connect to the cluster of",
                 target: j.target.to_string(),

@@ -37,11 +37,25 @@ pub struct RadosConfig {
     pub id: String,
     /// How long librados waits for an OSD or monitor before an op fails with `Timeout`.
     pub op_timeout: Duration,
+    /// Further configuration options (`rados_conf_set`) applied after the ceph.conf and before
+    /// connecting, e.g. `("rbd_cache", "false")`; librbd reads its options from the same place.
+    pub options: Vec<(String, String)>,
 }
 
 impl RadosConfig {
     pub fn new(conf_path: impl Into<String>, id: impl Into<String>) -> Self {
-        RadosConfig { conf_path: conf_path.into(), id: id.into(), op_timeout: Duration::from_secs(30) }
+        RadosConfig {
+            conf_path: conf_path.into(),
+            id: id.into(),
+            op_timeout: Duration::from_secs(30),
+            options: Vec::new(),
+        }
+    }
+
+    /// Adds a configuration option (see [`RadosConfig::options`]).
+    pub fn with_option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.push((name.into(), value.into()));
+        self
     }
 }
 
@@ -88,6 +102,9 @@ impl Cluster {
         let secs = config.op_timeout.as_secs().max(1).to_string();
         for opt in ["rados_osd_op_timeout", "rados_mon_op_timeout", "client_mount_timeout"] {
             cluster.conf_set(opt, &secs)?;
+        }
+        for (name, value) in &config.options {
+            cluster.conf_set(name, value)?;
         }
         // SAFETY: configured, unconnected handle.
         let rc = unsafe { ffi::rados_connect(cluster.raw) };
