@@ -91,6 +91,16 @@ fn with_objects(tag: &str, count: u64, body: impl FnOnce(&str) -> TestResult) ->
     }
 }
 
+/// RBD and RADOS reports (no io_uring ring) match docs/perf-io-report.schema.json too.
+fn assert_matches_schema(r: &Report) -> TestResult {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/perf-io-report.schema.json"))?;
+    let validator = jsonschema::validator_for(&serde_json::from_str(&text)?).map_err(|e| e.to_string())?;
+    let doc: serde_json::Value = serde_json::from_str(&r.to_json()?)?;
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    Ok(())
+}
+
 fn rbd_job(image: &str, rw: Rw) -> JobSpec {
     JobSpec::new(TargetSpec::Rbd { ceph: login(), pool: rbd_pool(), image: image.into() }, rw)
 }
@@ -116,6 +126,7 @@ fn rbd_verify_reads_back_what_was_written() -> TestResult {
             assert_eq!(m.write.as_ref().map(|d| d.ops), Some(blocks));
             assert_eq!(m.read.as_ref().map(|d| d.ops), Some(blocks));
             assert!(r.jobs[0].job.ring.is_none(), "no io_uring for rbd");
+            assert_matches_schema(&r)?;
         }
         Ok(())
     })
@@ -231,6 +242,7 @@ fn rados_verify_spans_objects() -> TestResult {
         let r = run(&[j])?;
         assert_eq!(r.jobs[0].measured.verified_bytes, 1 << 20);
         assert_eq!(r.jobs[0].job.target_kind, TargetKind::Rados);
+        assert_matches_schema(&r)?;
         runtime().block_on(async {
             let store = RadosStore::new(cluster().await);
             for i in [0, 7, 15] {

@@ -374,6 +374,40 @@ fn report_json_has_schema_version_1_and_round_trips() -> TestResult {
     Ok(())
 }
 
+/// Real reports (a mixed timed run of two jobs, a verify pass, a stopped run) validate against
+/// the schema documented in docs/perf-io-report.schema.json, which forbids unknown fields: a
+/// field added to the report without the document, or renamed, fails here. A planted mistake
+/// is rejected, so the check can fail.
+#[test]
+fn reports_match_the_documented_json_schema() -> TestResult {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/perf-io-report.schema.json"))?;
+    let schema: serde_json::Value = serde_json::from_str(&text)?;
+    let validator = jsonschema::validator_for(&schema).map_err(|e| format!("the schema itself: {e}"))?;
+    let dir = scratch_dir()?;
+    let path = dir.path().join("f");
+    make_file(&path, 1 << 20, 1)?;
+    let mut mixed = JobSpec::new(&path, Rw::RandRw);
+    mixed.rwmixread = 70;
+    mixed.iodepth = 4;
+    mixed.runtime = Some(Duration::from_millis(300));
+    let mut verify = JobSpec::new(&path, Rw::Write);
+    verify.verify = true;
+    verify.fsync = true;
+    let reports = [run(&mixed.replicate(2, RegionLayout::Shared)?)?, run(&[verify])?];
+    for report in &reports {
+        let doc: serde_json::Value = serde_json::from_str(&report.to_json()?)?;
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "the report does not match docs/perf-io-report.schema.json:\n{}", errors.join("\n"));
+        let mut planted = doc.clone();
+        planted["jobs"][0]["measured"]["latency"]["p99_us"] = serde_json::json!(1);
+        assert!(!validator.is_valid(&planted), "an unknown field must be rejected");
+        let mut planted = doc;
+        planted["jobs"][0]["job"]["target_kind"] = serde_json::json!("tape");
+        assert!(!validator.is_valid(&planted), "an unknown target kind must be rejected");
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // (e) refused features give a typed error
 // ---------------------------------------------------------------------------------------------

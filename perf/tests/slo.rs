@@ -170,3 +170,25 @@ fn the_nvme_path_profile_is_4k_random_at_qd1_and_qd16() {
     );
     assert!(nvme_path().iter().all(|p| p.block_size == 4096 && p.rw.is_random()));
 }
+
+/// The reports of every case above validate against docs/perf-slo-report.schema.json (which
+/// forbids unknown fields); a planted mistake does not.
+#[test]
+fn reports_match_the_documented_json_schema() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/perf-slo-report.schema.json"))
+        .unwrap_or_else(|e| panic!("read the schema: {e}"));
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("the schema: {e}"));
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("the schema: {e}"));
+    let mut with_disk = healthy();
+    with_disk[0].disk = Some(DiskStats { reads: 1000, read_ms: 70, ..DiskStats::default() });
+    for (runs, device) in [(healthy(), None), (with_disk, Some("vda".to_string()))] {
+        let r = evaluate("/dev/nvme0n1", "nvme-path", device, Duration::from_micros(150), &runs);
+        let doc = serde_json::to_value(&r).unwrap_or_default();
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        assert!(!r.met && !r.findings.is_empty(), "a 150 µs budget is missed");
+        let mut planted = doc;
+        planted["phases"][0]["breakdown"]["queue_us"] = serde_json::json!(1.0);
+        assert!(!validator.is_valid(&planted));
+    }
+}
