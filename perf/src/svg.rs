@@ -238,9 +238,16 @@ fn open(title: &str) -> String {
          .title{fill:#111;font-size:16px;font-weight:bold}.legend{fill:#222;font-size:12px}</style>\n",
     );
     let _ = writeln!(s, r##"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
+    // A title wider than the picture (about 9.5 px a character at 16 px bold) is squeezed to fit.
+    let room = WIDTH - 40.0;
+    let fit = if title.chars().count() as f64 * 9.5 > room {
+        format!(r#" textLength="{}" lengthAdjust="spacingAndGlyphs""#, n(room))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="28" text-anchor="middle" class="title">{}</text>"#,
+        r#"<text x="{}" y="28" text-anchor="middle" class="title"{fit}>{}</text>"#,
         n(WIDTH / 2.0),
         escape(title)
     );

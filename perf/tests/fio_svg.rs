@@ -675,3 +675,13 @@ fn docs_example_plots() {
     well_formed(&iops);
     expect_file!["../../docs/perf-example-iops.svg"].assert_eq(&iops);
 }
+
+/// A title longer than the picture is squeezed to its width instead of running off both edges.
+#[test]
+fn long_titles_are_fitted_to_the_width() {
+    let series = [Series::new("a", vec![(10.0, 0.5), (20.0, 0.99)])];
+    let short = svg::latency_cdf(&series, "short");
+    assert!(!short.contains("textLength"));
+    let long = svg::latency_cdf(&series, &"a rather long title about a job on /var/tmp/some/deep/path ".repeat(3));
+    assert!(long.contains(r#"textLength="840" lengthAdjust="spacingAndGlyphs""#), "{long}");
+}
