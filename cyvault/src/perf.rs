@@ -1,6 +1,8 @@
 //! `cyvault perf`: benchmarks with a same-run baseline.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -215,7 +217,21 @@ async fn run_s3(args: S3Bench) -> Result<ExitCode> {
         concurrency: args.concurrency,
         duration: Duration::from_secs_f64(args.seconds),
         watch: args.watch.clone(),
+        interrupt: Arc::new(AtomicBool::new(false)),
     };
+    // The first Ctrl-C ends PUT or GET early and lets DELETE clean up; a second one quits.
+    {
+        let interrupt = Arc::clone(&cfg.interrupt);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.store(true, Ordering::Relaxed);
+                eprintln!("Ctrl-C: ending the phase, then deleting what was written (Ctrl-C again to quit now)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
     let bar = spinner(args.json);
     let tick = |phase: &str, n: u64| bar.set_message(format!("{} {phase}: {n} ops", args.label));
     let report = s3_bench::run(&cfg, &tick).await.with_context(|| format!("benchmark S3 at {}", args.endpoint))?;
@@ -237,6 +253,12 @@ async fn run_s3(args: S3Bench) -> Result<ExitCode> {
     if args.fail_on_errors && errors > 0 {
         eprintln!("{errors} request(s) failed");
         return Ok(ExitCode::from(3));
+    }
+    if report.interrupted {
+        if !args.json {
+            println!("stopped early by Ctrl-C: the numbers cover what ran");
+        }
+        return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
 }

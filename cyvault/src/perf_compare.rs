@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -176,9 +176,9 @@ fn fio_side(s: &FioSummary) -> Result<Side> {
     })
 }
 
-async fn run_ours(jobs: &[JobSpec]) -> Result<Report> {
+async fn run_ours(jobs: &[JobSpec], stop: &Arc<AtomicBool>) -> Result<Report> {
     let jobs = jobs.to_vec();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(stop);
     let progress = Arc::new(Progress::new());
     let report = tokio::task::spawn_blocking(move || cyvault_perf::io::run(&jobs, &stop, &progress))
         .await
@@ -208,7 +208,20 @@ pub async fn run(args: CompareFio) -> Result<ExitCode> {
     let repeat = args.repeat.max(1);
     // Per job: every round's numbers, and the last round's full results (for the plot).
     let mut results: Vec<(Vec<Round>, Option<LastRound>)> = pairs.iter().map(|_| (Vec::new(), None)).collect();
-    for round in 1..=repeat {
+    // Ctrl-C ends the round that runs (our jobs stop, fio is killed); the rounds completed
+    // before it are reported and the exit status is 130.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut interrupted) = tokio::sync::watch::channel(false);
+    {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+                let _ = tx.send(true);
+            }
+        });
+    }
+    'rounds: for round in 1..=repeat {
         for (p, (rounds, last)) in pairs.iter().zip(results.iter_mut()) {
             let fio_first = round % 2 == 0;
             let mut ours = None;
@@ -216,11 +229,17 @@ pub async fn run(args: CompareFio) -> Result<ExitCode> {
             for fio_turn in [fio_first, !fio_first] {
                 if fio_turn {
                     bar.set_message(format!("round {round}/{repeat}: fio {}", p.name));
-                    let s = fio::run(&p.fio).await.with_context(|| format!("run {}", p.fio.command_line()))?;
-                    theirs = Some(s);
+                    tokio::select! {
+                        s = fio::run(&p.fio) => theirs = Some(s.with_context(|| format!("run {}", p.fio.command_line()))?),
+                        _ = interrupted.wait_for(|&i| i) => break 'rounds,
+                    }
                 } else {
                     bar.set_message(format!("round {round}/{repeat}: ours {}", p.name));
-                    ours = Some(run_ours(&p.ours).await.with_context(|| format!("job {}", p.name))?);
+                    let report = run_ours(&p.ours, &stop).await.with_context(|| format!("job {}", p.name))?;
+                    if report.stopped_early {
+                        break 'rounds;
+                    }
+                    ours = Some(report);
                 }
             }
             let (Some(ours), Some(theirs)) = (ours, theirs) else { bail!("internal: a round ran one side only") };
@@ -237,10 +256,17 @@ pub async fn run(args: CompareFio) -> Result<ExitCode> {
             *last = Some((ours, theirs));
         }
     }
+    let was_interrupted = stop.load(Ordering::Relaxed);
+    if was_interrupted {
+        bar.suspend(|| eprintln!("Ctrl-C: stopped; the rounds completed before it are reported"));
+    }
     bar.finish_and_clear();
 
     let mut comparisons = Vec::new();
     for (p, (rounds, last)) in pairs.iter().zip(results) {
+        if rounds.is_empty() {
+            continue;
+        }
         let ratio = |f: fn(&Side) -> f64| min_median(rounds.iter().map(|r| f(&r.ours) / f(&r.fio)).collect());
         let ratios = Ratios { iops: ratio(|s| s.iops), p50: ratio(|s| s.p50_us), p99: ratio(|s| s.p99_us) };
         if let (Some(dir), Some((ours, theirs))) = (&args.io.svg, &last) {
@@ -257,23 +283,29 @@ pub async fn run(args: CompareFio) -> Result<ExitCode> {
             ratios,
         });
     }
+    let done = if was_interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS };
+    if comparisons.is_empty() {
+        eprintln!("no round completed: nothing to compare");
+        return Ok(done);
+    }
     let report = CompareReport { schema_version: 1, jobs: comparisons };
     if quiet {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(done);
     }
     for c in &report.jobs {
         println!("{}: {}", c.name, c.job);
         println!("  fio: {}", c.fio_command);
     }
-    println!("\nours / fio over {repeat} round(s), min / median (IOPS: higher is better; latency: lower is better)");
+    let ran = report.jobs.iter().map(|c| c.rounds.len()).max().unwrap_or(0);
+    println!("\nours / fio over {ran} round(s), min / median (IOPS: higher is better; latency: lower is better)");
     println!("{:<24} {:>17} {:>17} {:>17}", "job", "IOPS", "p50", "p99");
     for c in &report.jobs {
         let r = &c.ratios;
         let cell = |v: [f64; 2]| format!("{:.3} / {:.3}", v[0], v[1]);
         println!("{:<24} {:>17} {:>17} {:>17}", c.name, cell(r.iops), cell(r.p50), cell(r.p99));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(done)
 }
 
 /// `DIR/<job>-cdf.svg`: our completion-latency CDF and fio's, from the last round.

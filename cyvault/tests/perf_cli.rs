@@ -2,6 +2,8 @@
 //! the real fio. Correctness of the commands (what they run, print, exit with, and that their
 //! `--json` matches the documented schemas), never their speed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -205,5 +207,67 @@ fn perf_io_draws_its_plots() -> TestResult {
     assert!(cdf.contains("job.0") && cdf.contains("all jobs"));
     let iops = std::fs::read_to_string(svg.join("iops.svg"))?;
     assert!(iops.contains("IOPS per second") && iops.contains("<polyline"));
+    Ok(())
+}
+
+/// Ctrl-C during compare-fio ends the round that runs (fio is killed, our jobs stop) and the
+/// rounds completed before it are still compared: exit 130.
+#[test]
+fn compare_fio_stops_on_ctrl_c_and_reports_the_rounds_done() -> TestResult {
+    let dir = scratch()?;
+    let data = dir.path().join("data");
+    let child = Command::new(env!("CARGO_BIN_EXE_cyvault"))
+        .args(["perf", "compare-fio", "--target"])
+        .arg(&data)
+        .args(["--create", "--size", "8MiB", "--rw", "randread", "--runtime", "1", "--repeat", "50"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(6));
+    let pid = i32::try_from(child.id())?;
+    // SAFETY: kill(2) with a pid of our own child and a valid signal number; no memory involved.
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    let started = Instant::now();
+    let out = child.wait_with_output()?;
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?} to stop", started.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("job round 1:") && stdout.contains("ours / fio over"), "{stdout}");
+    assert!(!stdout.contains("job round 50:"), "{stdout}");
+    Ok(())
+}
+
+/// Ctrl-C during `perf s3` ends the PUT (or GET) phase early, DELETE still removes every object
+/// written, and the report says it was interrupted: exit 130, an empty bucket.
+#[test]
+fn perf_s3_stops_on_ctrl_c_and_still_deletes_what_it_wrote() -> TestResult {
+    let gw = common::Gateway::start(common::Backend::Local);
+    let child = Command::new(env!("CARGO_BIN_EXE_cyvault"))
+        .args(["perf", "s3", "--endpoint", &gw.endpoint, "--bucket", "ctrl-c", "--seconds", "30"])
+        .args(["--concurrency", "4", "--json"])
+        .env("CYVAULT_BENCH_ACCESS_KEY", &gw.access_key)
+        .env("CYVAULT_BENCH_SECRET_KEY", &gw.secret_key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = i32::try_from(child.id())?;
+    // SAFETY: kill(2) with a pid of our own child and a valid signal number; no memory involved.
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    let started = Instant::now();
+    let out = child.wait_with_output()?;
+    assert!(started.elapsed() < Duration::from_secs(25), "took {:?} to stop", started.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let r = &doc["report"];
+    assert_eq!(r["interrupted"], true);
+    let (put, delete) = (r["phases"][0]["ops"].as_u64().unwrap_or(0), r["phases"][2]["ops"].as_u64().unwrap_or(0));
+    assert!(put > 0 && delete == put, "PUT {put}, DELETE {delete}");
+    let listed = common::run_ok("aws", &["s3api", "list-objects-v2", "--bucket", "ctrl-c"], &gw.aws_env(), None);
+    assert!(!listed.contains("\"Key\""), "objects left behind: {listed}");
     Ok(())
 }

@@ -416,6 +416,9 @@ pub struct S3BenchConfig {
     pub duration: Duration,
     /// Processes whose CPU per op is reported for every phase and whose memory is sampled at the end.
     pub watch: Vec<WatchedProcess>,
+    /// Set (by Ctrl-C) to end the PUT and GET phases early; DELETE still removes everything
+    /// written, and the report says `interrupted`.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for S3BenchConfig {
@@ -476,6 +479,8 @@ pub struct S3BenchReport {
     pub phases: Vec<S3PhaseReport>,
     /// Sampled after the DELETE phase.
     pub processes: Vec<ProcessMemory>,
+    /// Ctrl-C ended the PUT or GET phase early (the numbers cover what ran; DELETE still ran).
+    pub interrupted: bool,
 }
 
 /// Shared by the workers of one phase: the first few errors.
@@ -567,7 +572,7 @@ where
     }
     match until {
         Until::Deadline(d) => {
-            while start.elapsed() < d {
+            while start.elapsed() < d && !cfg.interrupt.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(100).min(d.saturating_sub(start.elapsed()))).await;
                 tick(name, done.load(Ordering::Relaxed));
             }
@@ -772,6 +777,7 @@ pub async fn run(cfg: &S3BenchConfig, tick: &(dyn Fn(&str, u64) + Sync)) -> Resu
         concurrency: cfg.concurrency,
         seconds_per_phase: cfg.duration.as_secs_f64(),
         phases: vec![put, get, delete],
+        interrupted: cfg.interrupt.load(Ordering::Relaxed),
         processes,
     })
 }
