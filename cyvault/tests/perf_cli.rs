@@ -41,6 +41,24 @@ fn assert_valid(v: &jsonschema::Validator, doc: &serde_json::Value) {
     assert!(errors.is_empty(), "does not match the documented schema:\n{}", errors.join("\n"));
 }
 
+/// Lets `child` run for `after`, sends it SIGINT (Ctrl-C), and waits for it, which must take
+/// less than `limit`.
+fn interrupt_after(
+    child: std::process::Child,
+    after: Duration,
+    limit: Duration,
+) -> Result<Output, Box<dyn std::error::Error>> {
+    std::thread::sleep(after);
+    let pid = i32::try_from(child.id())?;
+    // SAFETY: kill(2) with a pid of our own child and a valid signal number; no memory involved.
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    let started = Instant::now();
+    let out = child.wait_with_output()?;
+    assert!(started.elapsed() < limit, "took {:?} to stop after SIGINT", started.elapsed());
+    Ok(out)
+}
+
 /// A loop device over a file, detached (by its name) when dropped.
 struct Loop(String);
 
@@ -177,14 +195,7 @@ fn perf_io_stops_on_ctrl_c_and_still_reports() -> TestResult {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    std::thread::sleep(Duration::from_millis(1500));
-    let pid = i32::try_from(child.id())?;
-    // SAFETY: kill(2) with a pid of our own child and a valid signal number; no memory involved.
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    let started = Instant::now();
-    let out = child.wait_with_output()?;
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?} to stop", started.elapsed());
+    let out = interrupt_after(child, Duration::from_millis(1500), Duration::from_secs(20))?;
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("stopped early") && stdout.contains("read  IOPS"), "{stdout}");
@@ -224,14 +235,7 @@ fn compare_fio_stops_on_ctrl_c_and_reports_the_rounds_done() -> TestResult {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    std::thread::sleep(Duration::from_secs(6));
-    let pid = i32::try_from(child.id())?;
-    // SAFETY: kill(2) with a pid of our own child and a valid signal number; no memory involved.
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    let started = Instant::now();
-    let out = child.wait_with_output()?;
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?} to stop", started.elapsed());
+    let out = interrupt_after(child, Duration::from_secs(6), Duration::from_secs(20))?;
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("job round 1:") && stdout.contains("ours / fio over"), "{stdout}");
@@ -253,14 +257,7 @@ fn perf_s3_stops_on_ctrl_c_and_still_deletes_what_it_wrote() -> TestResult {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    std::thread::sleep(Duration::from_secs(3));
-    let pid = i32::try_from(child.id())?;
-    // SAFETY: kill(2) with a pid of our own child and a valid signal number; no memory involved.
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    let started = Instant::now();
-    let out = child.wait_with_output()?;
-    assert!(started.elapsed() < Duration::from_secs(25), "took {:?} to stop", started.elapsed());
+    let out = interrupt_after(child, Duration::from_secs(3), Duration::from_secs(25))?;
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let r = &doc["report"];
