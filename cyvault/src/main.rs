@@ -3,6 +3,8 @@
 mod admin;
 mod admin_s3;
 mod csi;
+mod deploy;
+mod deploy_validate;
 mod gateway;
 mod perf;
 mod perf_compare;
@@ -53,6 +55,10 @@ enum Command {
     /// Operator tools: look at and change what is stored.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// deploy/: render the generated manifests and host configs, validate every manifest,
+    /// render a node's WireGuard config at deploy time.
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
             Command::Perf(cmd) => perf::run(cmd).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Placement(cmd) => placement::run(cmd).await,
+            Command::Deploy(cmd) => deploy::run(cmd).await,
         }
     });
     match result {
