@@ -172,6 +172,13 @@ impl Catalog {
                     return Err(load_err(source, format!("{kind} {name}: no openAPIV3Schema")));
                 };
                 let mut strict = schema.clone();
+                // The API server takes apiVersion, kind and metadata as given at a CRD's root
+                // whether the schema lists them or not.
+                if let Some(props) = strict.get_mut("properties").and_then(Value::as_object_mut) {
+                    for (k, t) in [("apiVersion", "string"), ("kind", "string"), ("metadata", "object")] {
+                        props.entry(k).or_insert_with(|| json!({ "type": t }));
+                    }
+                }
                 strictify(&mut strict);
                 self.insert(&format!("{group}/{name}"), kind, source, scope, Draft::Draft4, strict);
                 n += 1;
@@ -189,7 +196,8 @@ impl Catalog {
         scope: Scope,
         text: &str,
     ) -> Result<(), LoadError> {
-        let schema: Value = serde_json::from_str(text).map_err(|e| load_err(source, e.to_string()))?;
+        let mut schema: Value = serde_json::from_str(text).map_err(|e| load_err(source, e.to_string()))?;
+        ecma_patterns(&mut schema);
         self.insert(api_version, kind, source, scope, Draft::Draft4, schema);
         Ok(())
     }
@@ -343,8 +351,61 @@ fn is_qualified_name(k: &str) -> bool {
     prefix.is_none_or(is_subdomain) && !name.is_empty() && is_label_value(name)
 }
 
+/// Rewrites `pattern`s written for Go's RE2 (as kubebuilder emits them) into the ECMA-262 syntax
+/// JSON Schema specifies, where the two differ: the one-letter Unicode classes `\pC`/`\PC`
+/// are `\p{C}`/`\P{C}`. The meaning is unchanged.
+pub fn ecma_patterns(s: &mut Value) {
+    match s {
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                if k == "pattern"
+                    && let Value::String(p) = v
+                {
+                    *p = re2_to_ecma(p);
+                } else {
+                    ecma_patterns(v);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(ecma_patterns),
+        _ => {}
+    }
+}
+
+fn re2_to_ecma(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(k @ ('p' | 'P')) => match chars.peek() {
+                Some(&l) if l.is_ascii_alphabetic() => {
+                    chars.next();
+                    out.push_str(&format!("\\{k}{{{l}}}"));
+                }
+                _ => {
+                    out.push('\\');
+                    out.push(k);
+                }
+            },
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 /// Makes an OpenAPI v3 (CRD) or Swagger schema strict and plain JSON Schema, in place.
 pub fn strictify(s: &mut Value) {
+    if let Some(Value::String(p)) = s.get_mut("pattern") {
+        *p = re2_to_ecma(p);
+    }
     let Some(m) = s.as_object_mut() else { return };
     let preserve = m.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
     if m.get("x-kubernetes-int-or-string") == Some(&json!(true)) && !m.contains_key("anyOf") && !m.contains_key("oneOf")
@@ -536,6 +597,12 @@ mod tests {
         assert!(s["properties"]["spec"]["properties"]["free"].get("additionalProperties").is_none());
         assert_eq!(s["properties"]["spec"]["properties"]["map"]["additionalProperties"], json!({"type": "string"}));
         assert_eq!(s["properties"]["spec"]["properties"]["e"]["enum"], json!(["a", null]));
+    }
+
+    #[test]
+    fn re2_classes_become_ecma() {
+        assert_eq!(re2_to_ecma(r"^\PC*$"), r"^\P{C}*$");
+        assert_eq!(re2_to_ecma(r"^\pL\p{N}\d\\p$"), r"^\p{L}\p{N}\d\\p$");
     }
 
     #[test]

@@ -260,12 +260,182 @@ vrrp_instance vault_edge {{
     )
 }
 
+/// HAProxy's image: the version the edge tests run (Debian's haproxy 2.6.12).
+pub const HAPROXY_IMAGE: &str = "docker.io/library/haproxy:2.6.12";
+/// Keepalived's image, built from deploy/images/edge-keepalived/ (Debian's keepalived 2.2.7 and curl).
+pub const KEEPALIVED_IMAGE: &str = "ghcr.io/cyberun/edge-keepalived:2.2.7";
+
 pub fn render(f: &Federation, out: &mut Files) {
     out.insert(format!("{DIR}/haproxy.cfg"), haproxy_cfg(&HaproxyParams::from_federation(f)));
     let e = &f.spec().edge;
+    let mut conf_files = Vec::new();
     for n in f.nodes_with(&e.cluster, NodeRole::Edge) {
         if let Some(p) = VrrpParams::for_node(f, &n.name) {
-            out.insert(format!("{DIR}/keepalived-{}.conf", n.name), keepalived_conf(&p));
+            let file = format!("keepalived-{}.conf", n.name);
+            out.insert(format!("{DIR}/{file}"), keepalived_conf(&p));
+            conf_files.push(file);
         }
     }
+    let files: String = conf_files.iter().map(|c| format!("      - {c}\n")).collect();
+    out.insert(
+        format!("{DIR}/kustomization.yaml"),
+        format!(
+            "{}apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - namespace.yaml
+  - daemonset.yaml
+# The configs become ConfigMaps whose names carry a hash of their content, so a changed config
+# rolls the DaemonSet.
+configMapGenerator:
+  - name: vault-edge-haproxy
+    namespace: vault-edge
+    files:
+      - haproxy.cfg
+  - name: vault-edge-keepalived
+    namespace: vault-edge
+    files:
+{files}",
+            header(&["The edge: HAProxy and Keepalived on the edge nodes, with their rendered configs."])
+        ),
+    );
+    out.insert(format!("{DIR}/daemonset.yaml"), daemonset(f));
+}
+
+fn daemonset(f: &Federation) -> String {
+    let e = &f.spec().edge;
+    let (cert_dir, cert_file) = e.tls_certificate.rsplit_once('/').unwrap_or(("/etc/haproxy/certs", "tls.pem"));
+    let stats_dir = e.stats_socket.rsplit_once('/').map_or("/var/run/haproxy", |(d, _)| d);
+    format!(
+        "{hdr}apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: vault-edge
+  namespace: vault-edge
+  labels:
+{labels4}spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: vault-edge
+  updateStrategy:
+    type: RollingUpdate
+    rollingUpdate:
+      # One edge node at a time: the other keeps the VIP.
+      maxUnavailable: 1
+  template:
+    metadata:
+      labels:
+{labels8}    spec:
+      # The VIP and VRRP live on the node's own interface.
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      nodeSelector:
+        vault.cyberun.cloud/edge: \"true\"
+      tolerations:
+        - key: vault.cyberun.cloud/edge
+          operator: Exists
+          effect: NoSchedule
+      priorityClassName: system-node-critical
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: haproxy
+          image: {haproxy}
+          args: [haproxy, -W, -db, -f, /usr/local/etc/haproxy/haproxy.cfg]
+          securityContext:
+            runAsUser: 0
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop: [ALL]
+              # Port 443, and binding the VIP before this node holds it (bind ... transparent).
+              add: [NET_BIND_SERVICE, NET_ADMIN]
+          readinessProbe:
+            httpGet:
+              host: 127.0.0.1
+              path: /healthz
+              port: {health}
+            periodSeconds: 2
+          livenessProbe:
+            httpGet:
+              host: 127.0.0.1
+              path: /healthz
+              port: {health}
+            periodSeconds: 10
+            # /healthz also fails when no gateway is up: that is keepalived's business, not a
+            # reason to restart HAProxy.
+            failureThreshold: 30
+          resources:
+            requests:
+              cpu: 500m
+              memory: 256Mi
+            limits:
+              memory: 1Gi
+          volumeMounts:
+            - name: haproxy-config
+              mountPath: /usr/local/etc/haproxy
+              readOnly: true
+            - name: tls
+              mountPath: {cert_dir}
+              readOnly: true
+            - name: run
+              mountPath: {stats_dir}
+        - name: keepalived
+          image: {keepalived}
+          command:
+            - /bin/sh
+            - -c
+            - exec keepalived --dont-fork --log-console --log-detail --vrrp -f \"/etc/keepalived/keepalived-$NODE_NAME.conf\"
+          env:
+            - name: NODE_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: spec.nodeName
+          securityContext:
+            runAsUser: 0
+            allowPrivilegeEscalation: false
+            capabilities:
+              drop: [ALL]
+              add: [NET_ADMIN, NET_BROADCAST, NET_RAW]
+          resources:
+            requests:
+              cpu: 50m
+              memory: 32Mi
+            limits:
+              memory: 128Mi
+          volumeMounts:
+            - name: keepalived-config
+              mountPath: /etc/keepalived
+              readOnly: true
+      volumes:
+        - name: haproxy-config
+          configMap:
+            name: vault-edge-haproxy
+        - name: keepalived-config
+          configMap:
+            name: vault-edge-keepalived
+        # The certificate of {domain} and *.{domain}, created at deploy time (cert-manager or
+        # by hand): HAProxy reads the key from the file beside the certificate.
+        - name: tls
+          secret:
+            secretName: vault-edge-tls
+            items:
+              - key: tls.crt
+                path: {cert_file}
+              - key: tls.key
+                path: {cert_file}.key
+        - name: run
+          emptyDir: {{}}
+",
+        hdr = header(&[
+            "HAProxy and Keepalived on every edge node (labelled vault.cyberun.cloud/edge=true), with",
+            "the node's own network: keepalived picks its node's config by the node name.",
+        ]),
+        labels4 = super::labels("vault-edge", 4),
+        labels8 = super::labels("vault-edge", 8),
+        haproxy = HAPROXY_IMAGE,
+        keepalived = KEEPALIVED_IMAGE,
+        health = e.health_port,
+        domain = f.spec().gateway.domain,
+    )
 }
