@@ -261,3 +261,55 @@ fn wireguard_cmd(a: WireguardArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use cyvault_render::generate::{csi, gateway};
+
+    use super::*;
+    use crate::settings::Config;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    }
+
+    /// The TOML the gateway and CSI ConfigMaps carry is a config `cyvault` itself accepts
+    /// (unknown keys are errors there), with the values the description says.
+    #[test]
+    fn rendered_configs_are_configs_cyvault_reads() {
+        let f = load_federation(&repo()).unwrap();
+        let g: Config = toml::from_str(&gateway::gateway_toml(&f)).unwrap();
+        assert_eq!(g.storage.backend, "rados");
+        assert_eq!(g.storage.pool, f.spec().gateway.metadata_pool.name);
+        assert_eq!(g.gateway.domains, [f.spec().gateway.domain.clone()]);
+        assert_eq!(g.gateway.listen.parse::<SocketAddr>().unwrap().port(), f.spec().gateway.port);
+        assert_eq!(g.placement.storage_cluster, f.spec().ceph.cluster);
+        assert!(f.topology().cluster(&g.placement.consumer).is_some());
+        assert!(!f.storage_classes().is_empty());
+        for cluster in f.storage_classes().keys() {
+            let c: Config = toml::from_str(&csi::csi_toml(&f, cluster)).unwrap();
+            assert_eq!(c.placement.consumer, *cluster);
+            assert_eq!(c.csi.pool, f.spec().csi.journal_pool);
+            assert_eq!(c.storage.ceph_id, f.spec().csi.ceph_id);
+        }
+    }
+
+    /// Every manifest runs this workspace's cyvault image.
+    #[test]
+    fn every_cyvault_image_is_this_version() {
+        let want = format!("ghcr.io/cyberun/vault:{}", env!("CARGO_PKG_VERSION"));
+        assert_eq!(gateway::IMAGE, want);
+        let mut seen = 0;
+        for p in walk(&repo().join("deploy")).unwrap() {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for (i, _) in text.match_indices("ghcr.io/cyberun/vault:") {
+                let tag: String = text[i..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+                assert_eq!(tag, want, "{}", p.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "the gateway, the CSI controller and the node plugin run cyvault");
+    }
+}
