@@ -37,6 +37,8 @@ pub struct HaproxyParams {
     pub max_connections_per_client: u32,
     /// Health-check interval; a server is down after two failed checks.
     pub check_interval_ms: u32,
+    /// Connections HAProxy holds at once (it needs about twice as many file descriptors).
+    pub maxconn: u32,
 }
 
 impl HaproxyParams {
@@ -60,6 +62,7 @@ impl HaproxyParams {
             rate_limit_period_secs: e.rate_limit_period_secs,
             max_connections_per_client: e.max_connections_per_client,
             check_interval_ms: 1000,
+            maxconn: 20000,
         }
     }
 }
@@ -75,7 +78,7 @@ pub fn haproxy_cfg(p: &HaproxyParams) -> String {
     log stdout format raw local0 info
     stats socket {stats} mode 600 level admin
     stats timeout 30s
-    maxconn 20000
+    maxconn {maxconn}
     ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
     ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
     tune.ssl.default-dh-param 2048
@@ -148,6 +151,7 @@ backend s3_gateways
         domain = p.domain,
         inter = p.check_interval_ms,
         fast = (p.check_interval_ms / 2).max(100),
+        maxconn = p.maxconn,
     )
 }
 
