@@ -203,6 +203,21 @@ impl Proc {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// SIGTERM, up to 5 s for a clean exit, then SIGKILL; never fails (for Drop impls).
+    pub fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        let _ = try_sh("kill", &["-TERM", &c.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL") to the process by pid and waits for it to exit.
     pub fn signal_and_wait(&mut self, signal: &str) {
         let Some(mut c) = self.child.take() else { return };
