@@ -239,17 +239,7 @@ fn wireguard_cmd(a: WireguardArgs) -> Result<ExitCode> {
     let keys = Keys::Deploy { public_keys: &public_keys, private_key: private.as_deref() };
     let text = wireguard::wireguard_conf(&fed, &a.node, keys, &opts)?;
     match &a.output {
-        Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("write {}", path.display()))?;
-            f.write_all(text.as_bytes())?;
-        }
+        Some(path) => crate::gateway::write_private(path, &text)?,
         None => {
             if private.is_some() {
                 eprintln!("warning: the setconf format holds the private key; prefer --output FILE");

@@ -115,7 +115,8 @@ async fn root_credentials(vault: &Vault, data_dir: &Path) -> Result<()> {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+/// Writes a file only its owner may read (created with mode 0600, synced).
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

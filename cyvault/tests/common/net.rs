@@ -205,34 +205,36 @@ impl Proc {
 
     /// SIGTERM, up to 5 s for a clean exit, then SIGKILL; never fails (for Drop impls).
     pub fn terminate(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
-        let _ = try_sh("kill", &["-TERM", &c.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(mut c) = self.child.take()
+            && !signal_and_reap(&mut c, "TERM", Duration::from_secs(5))
+        {
+            let _ = c.kill();
+            let _ = c.wait();
         }
-        let _ = c.kill();
-        let _ = c.wait();
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") to the process by pid and waits for it to exit.
     pub fn signal_and_wait(&mut self, signal: &str) {
         let Some(mut c) = self.child.take() else { return };
-        let _ = try_sh("kill", &[&format!("-{signal}"), &c.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !signal_and_reap(&mut c, signal, Duration::from_secs(20)) {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("{} did not exit within 20 s of SIG{signal}", self.name);
         }
-        let _ = c.kill();
-        let _ = c.wait();
-        panic!("{} did not exit within 20 s of SIG{signal}", self.name);
     }
+}
+
+/// Sends `signal` to the child by pid; whether it exited (and was reaped) within `timeout`.
+fn signal_and_reap(c: &mut Child, signal: &str, timeout: Duration) -> bool {
+    let _ = try_sh("kill", &[&format!("-{signal}"), &c.id().to_string()]);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 impl Drop for Proc {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use jsonschema::{Draft, Validator};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{Doc, Problem, ProblemKind, readable_path};
 
@@ -502,7 +502,8 @@ fn object_root(spec: Value, required_spec: bool) -> Value {
 fn pdb_schema() -> Value {
     let int_or_percent =
         json!({ "anyOf": [ { "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+%$" } ] });
-    let mut spec = json!({
+    // minAvailable and maxUnavailable exclude each other (the `not`).
+    let spec = json!({
         "type": "object",
         "additionalProperties": false,
         "required": ["selector"],
@@ -514,9 +515,6 @@ fn pdb_schema() -> Value {
         },
         "not": { "required": ["minAvailable", "maxUnavailable"] }
     });
-    if let Some(m) = spec.as_object_mut() {
-        m.insert("description".into(), json!("minAvailable and maxUnavailable exclude each other"));
-    }
     object_root(spec, true)
 }
 
@@ -562,9 +560,6 @@ fn crd_schema() -> Value {
     });
     object_root(spec, true)
 }
-
-/// A map with string keys, for callers building schemas.
-pub type Object = Map<String, Value>;
 
 #[cfg(test)]
 mod tests {
