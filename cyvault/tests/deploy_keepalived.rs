@@ -263,7 +263,10 @@ fn the_vip_follows_a_healthy_haproxy_between_two_edge_namespaces() {
 
     let summary: Vec<String> = times.iter().map(|(w, d)| format!("{w} {:.2} s", d.as_secs_f64())).collect();
     println!("keepalived failover times: {}", summary.join(", "));
+    // Failover must take a few seconds; failback also waits for HAProxy to start and pass two
+    // health checks, so it gets more room on a loaded machine.
     for (what, d) in &times {
-        assert!(*d < Duration::from_secs(8), "{what} took {d:?}: not within a few seconds");
+        let limit = Duration::from_secs(if what.contains("failback") { 15 } else { 8 });
+        assert!(*d < limit, "{what} took {d:?}: not within {limit:?}");
     }
 }
