@@ -11,7 +11,18 @@ use tokio::sync::oneshot;
 
 use crate::error::{GwError, Result};
 
-type Update = (String, Option<Bytes>, oneshot::Sender<bool>);
+/// What became of a queued update's batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// The batch's write timed out or the cluster was unavailable: retrying the update alone
+    /// would only wait as long again, so the caller gets this (a 503) at once.
+    Transient(String),
+    /// The batch failed for a reason that may be one update's: retry it alone for its own error.
+    Failed,
+}
+
+type Update = (String, Option<Bytes>, oneshot::Sender<Outcome>);
 
 #[derive(Default)]
 struct Queue {
@@ -46,7 +57,7 @@ impl std::fmt::Debug for OmapBatcher {
 }
 
 impl OmapBatcher {
-    /// Queues an update and returns at once; the receiver says whether its batch was applied.
+    /// Queues an update and returns at once; the receiver says what became of its batch.
     /// Dropping the receiver still applies the update (fire and forget).
     pub fn submit(
         &self,
@@ -54,7 +65,7 @@ impl OmapBatcher {
         obj: &ObjectRef,
         key: &str,
         value: Option<Bytes>,
-    ) -> oneshot::Receiver<bool> {
+    ) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         let lead = match self.queues.lock() {
             Ok(mut queues) => {
@@ -103,11 +114,14 @@ impl OmapBatcher {
         });
     }
 
-    /// Applies one update, batched with others; if its batch fails, retries it alone so the
-    /// caller gets its own precise error.
+    /// Applies one update, batched with others; if its batch fails for a reason that may be
+    /// this update's, retries it alone so the caller gets its own precise error. A batch that
+    /// timed out is not retried (that would double the wait of a request already 30 s old).
     pub async fn apply(&self, store: &DynStore, obj: &ObjectRef, key: &str, value: Option<Bytes>) -> Result<()> {
-        if self.submit(store, obj, key, value.clone()).await.unwrap_or(false) {
-            return Ok(());
+        match self.submit(store, obj, key, value.clone()).await.unwrap_or(Outcome::Failed) {
+            Outcome::Applied => return Ok(()),
+            Outcome::Transient(m) => return Err(GwError::from(StoreError::Unavailable(m))),
+            Outcome::Failed => {}
         }
         let mut changes = BTreeMap::new();
         changes.insert(key.to_string(), value);
@@ -200,9 +214,15 @@ async fn drain(store: DynStore, queues: Arc<Mutex<HashMap<String, Queue>>>, obj:
         for (k, v, _) in &batch {
             changes.insert(k.clone(), v.clone());
         }
-        let ok = apply_one(&store, &obj, &changes).await.is_ok();
+        let outcome = match apply_one(&store, &obj, &changes).await {
+            Ok(()) => Outcome::Applied,
+            Err(e @ (StoreError::Timeout(_) | StoreError::Unavailable(_))) => {
+                Outcome::Transient(format!("update the index object {obj}: {e}"))
+            }
+            Err(_) => Outcome::Failed,
+        };
         for (_, _, tx) in batch {
-            let _ = tx.send(ok);
+            let _ = tx.send(outcome.clone());
         }
     }
 }

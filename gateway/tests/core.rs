@@ -256,3 +256,28 @@ async fn raw_count(store: &DynStore) -> u64 {
         }
     }
 }
+
+/// A PUT whose pending index write times out answers 503 after that one write, without trying
+/// it again alone (which would double a wait already as long as the cluster's op timeout); a
+/// client retry then succeeds. An error that may be the update's own (NoSpace) is retried alone
+/// for its precise answer.
+#[tokio::test]
+async fn a_timed_out_index_write_is_answered_at_once_not_retried() {
+    let (_d, inner) = local();
+    let v = vault(inner.clone()).await;
+    ok(v.create_bucket("root", "slow").await);
+    let plan = FaultPlan::new(3).at_object("execute", "cyv.i.", Trigger::Nth(1), Effect::Timeout);
+    let faulty: DynStore = Arc::new(FaultyStore::new(inner.clone(), plan.clone()));
+    let vf = Arc::new(Vault::open_existing(faulty, opts()));
+    let r = vf.put_object("root", "slow", "k", PutInput::default(), body(payload(1, 100))).await;
+    let e = r.err().map(|e| e.to_s3().code().as_str().to_string()).unwrap_or_default();
+    // Retried alone, the second write (which this plan lets through) would have acknowledged it.
+    assert_eq!(e, "ServiceUnavailable", "a timed-out index write is a 503, not retried");
+    ok(vf.put_object("root", "slow", "k", PutInput::default(), body(payload(1, 100))).await);
+
+    let plan = FaultPlan::new(3).at_object("execute", "cyv.i.", Trigger::Nth(1), Effect::NoSpace);
+    let faulty: DynStore = Arc::new(FaultyStore::new(inner.clone(), plan.clone()));
+    let vf = Arc::new(Vault::open_existing(faulty, opts()));
+    // The batch fails with NoSpace, the lone retry succeeds: the PUT is acknowledged.
+    ok(vf.put_object("root", "slow", "k2", PutInput::default(), body(payload(2, 100))).await);
+}
