@@ -346,14 +346,26 @@ impl Vault {
         self.abort_upload_records(&b, &rec).await
     }
 
-    /// Removes an upload's parts and records.
+    /// Removes an upload's parts and records. An upload whose Complete wrote the head but died
+    /// before dropping the records is over, not abandoned: the parts that head uses stay (they
+    /// are the object's data now) and only the records and unused parts go.
     pub(crate) async fn abort_upload_records(&self, b: &BucketRecord, rec: &UploadRecord) -> Result<()> {
+        let completed: std::collections::HashSet<String> = match self.head_meta(b, &rec.key).await? {
+            Some((m, _)) => match m.layout {
+                Layout::Parts { upload, parts } if upload == rec.upload => parts.into_iter().map(|p| p.tag).collect(),
+                _ => Default::default(),
+            },
+            None => Default::default(),
+        };
         // The record goes first so racing UploadParts notice and clean up after themselves.
         match self.store.omap_remove(&self.obj(layout::uploads_name(&b.id)), std::slice::from_ref(&rec.upload)).await {
             Ok(_) | Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
         for p in self.all_parts(b, &rec.upload).await? {
+            if completed.contains(&p.tag) {
+                continue;
+            }
             data::remove_all(self, self.data_pool(b), &part_stripes(&b.id, &rec.upload, &p.tag, p.size, p.stripe))
                 .await;
         }

@@ -281,3 +281,45 @@ async fn a_timed_out_index_write_is_answered_at_once_not_retried() {
     // The batch fails with NoSpace, the lone retry succeeds: the PUT is acknowledged.
     ok(vf.put_object("root", "slow", "k2", PutInput::default(), body(payload(2, 100))).await);
 }
+
+/// A Complete that wrote the head but died before dropping the upload's records left an upload
+/// that looks open. Neither the sweeper (upload grace 0) nor a client's AbortMultipartUpload may
+/// then delete the parts the head uses: the object stays whole; only the records go. (Found by
+/// the kill -9 test on RADOS, where gc's abort had removed a completed object's parts.)
+#[tokio::test]
+async fn an_upload_completed_before_a_crash_is_not_aborted_out_from_under_its_object() {
+    for by_client in [false, true] {
+        let (_d, inner) = local();
+        let v = vault(inner.clone()).await;
+        ok(v.create_bucket("root", "mpu").await);
+        let up = ok(v.create_upload("root", "mpu", "big", Default::default()).await);
+        let (p1, p2) = (payload(6, 5 << 20), payload(7, 70_000));
+        let r1 = ok(v.upload_part("root", ("mpu", "big", &up), part(1), body(p1.clone())).await);
+        let r2 = ok(v.upload_part("root", ("mpu", "big", &up), part(2), body(p2.clone())).await);
+        // The first write after the head commit is the removal of the parts record: crash there.
+        let plan = FaultPlan::new(5).at_object("execute", "cyv.mpp.", Trigger::Nth(1), Effect::Crash);
+        let faulty: DynStore = Arc::new(FaultyStore::new(inner.clone(), plan.clone()));
+        let vf = Arc::new(Vault::open_existing(faulty, opts()));
+        let parts = vec![CompletedPart { number: 1, etag: r1.etag }, CompletedPart { number: 2, etag: r2.etag }];
+        let r = vf.complete_upload("root", "mpu", "big", &up, parts, false).await;
+        assert!(plan.crashed(), "the crash point was reached ({r:?})");
+        let mut whole = p1.clone();
+        whole.extend_from_slice(&p2);
+        // "Restarted": the object is there and the upload still listed.
+        let v = vault(inner.clone()).await;
+        assert!(ok(get(&v, "mpu", "big").await) == whole, "the head was committed");
+        assert_eq!(ok(v.list_uploads("root", "mpu", "", None, None).await).len(), 1);
+        if by_client {
+            ok(v.abort_upload("root", "mpu", "big", &up).await);
+        } else {
+            let rep = ok(v.gc(Duration::ZERO, Duration::ZERO, false).await);
+            assert_eq!(rep.uploads_aborted, 1, "{rep:?}");
+        }
+        assert!(ok(get(&v, "mpu", "big").await) == whole, "by_client={by_client}: the object lost its parts");
+        assert!(ok(v.list_uploads("root", "mpu", "", None, None).await).is_empty());
+        // And a second sweep finds nothing to remove: the parts belong to the head.
+        let rep = ok(v.gc(Duration::ZERO, Duration::ZERO, false).await);
+        assert_eq!((rep.orphan_objects_removed, rep.uploads_aborted), (0, 0), "{rep:?}");
+        assert!(ok(get(&v, "mpu", "big").await) == whole);
+    }
+}
