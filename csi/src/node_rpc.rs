@@ -151,7 +151,8 @@ impl NodeService {
                             .await
                             .map_err(node_err("clear a stale FUSE attachment"))?;
                         let io = store.ioctx(&id.pool, "").await.map_err(CsiError::store("open the image's pool"))?;
-                        let img = cyvault_store::rbd::Rbd::new(io).open(&image).await.map_err(|e| match e {
+                        let rbd = cyvault_store::rbd::Rbd::new(io).map_err(CsiError::store("load librbd"))?;
+                        let img = rbd.open(&image).await.map_err(|e| match e {
                             cyvault_store::StoreError::NotFound(_) => CsiError::NotFound(format!("volume {id}")),
                             e => CsiError::store("open the image")(e),
                         })?;

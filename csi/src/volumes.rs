@@ -57,7 +57,7 @@ impl RbdVolumes {
     }
 
     async fn rbd(&self, pool: &str) -> VResult<Rbd> {
-        Ok(Rbd::new(self.store.ioctx(pool, "").await?))
+        Rbd::new(self.store.ioctx(pool, "").await?)
     }
 }
 

@@ -41,7 +41,7 @@ async fn connect() -> Rbd {
     };
     let pool = std::env::var("CYVAULT_RBD_POOL").unwrap_or_else(|_| "rbd".into());
     match RadosStore::new(cluster).ioctx(&pool, "").await {
-        Ok(io) => Rbd::new(io),
+        Ok(io) => Rbd::new(io).unwrap_or_else(|e| panic!("{e}")),
         Err(e) => panic!("cannot open rbd pool {pool}: {e}"),
     }
 }

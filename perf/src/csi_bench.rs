@@ -693,7 +693,7 @@ pub async fn run(cfg: &CsiBenchConfig, progress: &(dyn Fn(String) + Sync)) -> Re
             let io = store.ioctx(pool, "").await.map_err(|e| CsiBenchError::Setup(format!("open pool {pool}: {e}")))?;
             Some(RadosSide {
                 store,
-                rbd: Arc::new(Rbd::new(io)),
+                rbd: Arc::new(Rbd::new(io).map_err(|e| CsiBenchError::Setup(e.to_string()))?),
                 pool: pool.clone(),
                 namespace: namespace.clone(),
                 _cluster: cluster,

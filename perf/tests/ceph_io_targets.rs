@@ -61,7 +61,8 @@ fn with_image(tag: &str, body: impl FnOnce(&str) -> TestResult) -> TestResult {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&name)));
     runtime().block_on(async {
         let store = RadosStore::new(cluster().await);
-        let rbd = Rbd::new(store.ioctx(&rbd_pool(), "").await.unwrap_or_else(|e| panic!("open pool: {e}")));
+        let rbd = Rbd::new(store.ioctx(&rbd_pool(), "").await.unwrap_or_else(|e| panic!("open pool: {e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
         for _ in 0..50 {
             match rbd.remove(&name).await {
                 Ok(()) | Err(cyvault_store::StoreError::NotFound(_)) => break,
@@ -143,7 +144,7 @@ fn rbd_data_is_on_the_cluster_after_the_job() -> TestResult {
         let offset = 300 << 10;
         let data = runtime().block_on(async {
             let store = RadosStore::new(cluster().await);
-            let rbd = Rbd::new(store.ioctx(&rbd_pool(), "").await?);
+            let rbd = Rbd::new(store.ioctx(&rbd_pool(), "").await?)?;
             let img = rbd.open(image).await?;
             let d = img.read(offset, 4096).await?;
             img.close().await?;
@@ -204,7 +205,7 @@ fn rbd_create_lays_out_a_new_image_for_reads() -> TestResult {
         run(&[j])?;
         let data = runtime().block_on(async {
             let store = RadosStore::new(cluster().await);
-            let rbd = Rbd::new(store.ioctx(&rbd_pool(), "").await?);
+            let rbd = Rbd::new(store.ioctx(&rbd_pool(), "").await?)?;
             let img = rbd.open(image).await?;
             let d = img.read(5 << 20, 4096).await?;
             img.close().await?;

@@ -57,6 +57,10 @@ pub enum StoreError {
     /// A fault-injection plan "crashed" the store at `step`; the handle is dead, reopen it.
     #[error("injected crash at {step}")]
     Crashed { step: String },
+    /// librados or librbd is not installed (they are loaded when the first Ceph connection or
+    /// RBD handle needs them, so everything without Ceph runs without them).
+    #[error("{library} could not be loaded ({reason}); install it: apt-get install {package}")]
+    LibraryMissing { library: String, package: String, reason: String },
 }
 
 /// Short alias used across the crate.
@@ -78,7 +82,8 @@ impl StoreError {
             | StoreError::Unsupported(_)
             | StoreError::Corrupt { .. }
             | StoreError::UnsupportedVersion { .. }
-            | StoreError::Crashed { .. } => true,
+            | StoreError::Crashed { .. }
+            | StoreError::LibraryMissing { .. } => true,
         }
     }
 
@@ -100,6 +105,7 @@ impl StoreError {
             StoreError::Io { .. } => "VAULT-ST-013",
             StoreError::Os { .. } => "VAULT-ST-014",
             StoreError::Crashed { .. } => "VAULT-ST-015",
+            StoreError::LibraryMissing { .. } => "VAULT-ST-016",
         }
     }
 

@@ -3,10 +3,12 @@
 //! Every other crate reaches storage only through this one: the [`ObjectStore`] API with three
 //! implementations ([`RadosStore`] on Ceph, [`LocalStore`] on one directory, and the
 //! fault-injecting [`FaultyStore`] wrapper), and [`rbd`], a small safe wrapper over librbd.
-//! This is the only crate that links librados and librbd, and the only one with `unsafe` code
-//! (confined to the FFI modules).
+//! This is the only crate that calls librados and librbd, and the only one with `unsafe` code
+//! (confined to the FFI modules and [`dylib`], which loads the two libraries when the first
+//! Ceph connection needs them, so that nothing without Ceph needs them installed).
 
 pub mod api;
+mod dylib;
 pub mod error;
 pub mod fault;
 pub mod local;

@@ -60,7 +60,7 @@ async fn connect() -> Rbd {
     };
     let pool = rbd_pool();
     match RadosStore::new(cluster).ioctx(&pool, "").await {
-        Ok(io) => Rbd::new(io),
+        Ok(io) => Rbd::new(io).unwrap_or_else(|e| panic!("{e}")),
         Err(e) => panic!("cannot open rbd pool {pool}: {e}"),
     }
 }

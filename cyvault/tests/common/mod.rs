@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod csi;
+pub mod hide;
 pub mod net;
 
 use std::io::{BufRead, BufReader};

@@ -145,7 +145,7 @@ impl AioEngine {
                         .await
                         .map_err(|_| IoError::Panicked(format!("open pool {pool}")))?
                         .map_err(ceph("open the pool of"))?;
-                    let rbd = Rbd::new(io);
+                    let rbd = Rbd::new(io).map_err(ceph("load librbd for"))?;
                     let mut created = false;
                     if let Some(len) = create_len {
                         let len = len.next_multiple_of(4096);

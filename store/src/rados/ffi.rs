@@ -48,7 +48,9 @@ pub struct rados_cluster_stat_t {
     pub num_objects: u64,
 }
 
-unsafe extern "C" {
+crate::dylib::foreign_library! {
+    library "librados.so.2", package "librados2";
+
     pub fn rados_version(major: *mut c_int, minor: *mut c_int, extra: *mut c_int);
     pub fn rados_create2(cluster: *mut rados_t, cluster_name: *const c_char, name: *const c_char, flags: u64) -> c_int;
     pub fn rados_conf_read_file(cluster: rados_t, path: *const c_char) -> c_int;

@@ -83,6 +83,7 @@ impl Drop for Cluster {
 impl Cluster {
     /// Connects (blocking; call from a blocking context).
     pub fn connect_blocking(config: &RadosConfig) -> Result<Arc<Cluster>> {
+        ffi::load()?;
         let name = cstring(&format!("client.{}", config.id), "client name")?;
         let cluster_name = cstring("ceph", "cluster name")?;
         let path = cstring(&config.conf_path, "ceph.conf path")?;
@@ -154,12 +155,13 @@ impl Cluster {
         Ok(Arc::new(io))
     }
 
-    /// librados version as (major, minor, extra).
-    pub fn librados_version() -> (i32, i32, i32) {
+    /// librados version as (major, minor, extra); `LibraryMissing` when it is not installed.
+    pub fn librados_version() -> Result<(i32, i32, i32)> {
+        ffi::load()?;
         let (mut a, mut b, mut c) = (0, 0, 0);
-        // SAFETY: three out-pointers to locals.
+        // SAFETY: loaded just above; three out-pointers to locals.
         unsafe { ffi::rados_version(&mut a, &mut b, &mut c) };
-        (a, b, c)
+        Ok((a, b, c))
     }
 
     /// Bytes used and stored objects of a pool (blocking), like `ceph df`.

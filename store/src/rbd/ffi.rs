@@ -128,7 +128,9 @@ impl rbd_image_watcher_t {
     pub const EMPTY: Self = rbd_image_watcher_t { addr: std::ptr::null_mut(), id: 0, cookie: 0 };
 }
 
-unsafe extern "C" {
+crate::dylib::foreign_library! {
+    library "librbd.so.1", package "librbd1";
+
     pub fn rbd_version(major: *mut c_int, minor: *mut c_int, extra: *mut c_int);
 
     pub fn rbd_image_options_create(opts: *mut rbd_image_options_t);
@@ -203,10 +205,9 @@ unsafe extern "C" {
     pub fn rbd_aio_read(image: rbd_image_t, off: u64, len: size_t, buf: *mut c_char, c: rbd_completion_t) -> c_int;
     pub fn rbd_aio_discard(image: rbd_image_t, off: u64, len: u64, c: rbd_completion_t) -> c_int;
     pub fn rbd_aio_flush(image: rbd_image_t, c: rbd_completion_t) -> c_int;
-}
 
-// librados calls used only to name an image's data pool (librados.h).
-unsafe extern "C" {
+    // librados calls used only to name an image's data pool (librados.h); librbd.so.1 links
+    // librados.so.2, so they resolve through it.
     pub fn rados_ioctx_get_cluster(io: rados_ioctx_t) -> rados_t;
     pub fn rados_ioctx_get_id(io: rados_ioctx_t) -> i64;
     pub fn rados_pool_reverse_lookup(cluster: rados_t, id: i64, buf: *mut c_char, maxlen: size_t) -> c_int;

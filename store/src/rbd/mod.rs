@@ -143,9 +143,11 @@ pub struct Rbd {
 }
 
 impl Rbd {
-    /// Manages the images of the pool `io` is bound to.
-    pub fn new(io: Arc<IoCtx>) -> Self {
-        Rbd { io }
+    /// Manages the images of the pool `io` is bound to. Loads librbd the first time;
+    /// `LibraryMissing` when it is not installed.
+    pub fn new(io: Arc<IoCtx>) -> Result<Self> {
+        ffi::load()?;
+        Ok(Rbd { io })
     }
 
     /// Name of the pool.
@@ -359,11 +361,13 @@ impl Rbd {
 }
 
 /// Version of the librbd this process runs with, as (major, minor, extra); Pacific is 1.16.
-pub fn librbd_version() -> (i32, i32, i32) {
+/// `LibraryMissing` when it is not installed.
+pub fn librbd_version() -> Result<(i32, i32, i32)> {
+    ffi::load()?;
     let (mut major, mut minor, mut extra) = (0, 0, 0);
-    // SAFETY: three out-pointers to locals.
+    // SAFETY: loaded just above; three out-pointers to locals.
     unsafe { ffi::rbd_version(&mut major, &mut minor, &mut extra) };
-    (major, minor, extra)
+    Ok((major, minor, extra))
 }
 
 /// Checks an image or snapshot name before it reaches librbd: not empty, at most
@@ -762,7 +766,11 @@ mod tests {
     #[test]
     fn image_options_accept_the_option_ids_of_librbd_h() {
         // No cluster needed: the options object is local. librbd refuses an id it does not
-        // know, or a value of the wrong type, with EINVAL.
+        // know, or a value of the wrong type, with EINVAL. Outside tests only an `Rbd` builds
+        // options, and `Rbd::new` loads librbd; here the test does.
+        if let Err(e) = ffi::load() {
+            panic!("{e}");
+        }
         let l = Layout::new(&CreateOptions {
             features: Some(features::DEFAULT),
             object_size: Some(1 << 22),
@@ -790,7 +798,7 @@ mod tests {
 
     #[test]
     fn links_the_librbd_the_ffi_was_written_for() {
-        let (major, minor, extra) = librbd_version();
+        let (major, minor, extra) = librbd_version().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(major, 1, "librbd {major}.{minor}.{extra}");
         assert!(
             minor >= 16,
